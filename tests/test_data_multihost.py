@@ -5,11 +5,11 @@ The test runs this file as the worker: `python test_data_multihost.py WORKER_ID 
 
 import hashlib
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from processes import cpu_env, free_port
 
 SEED = 11
 MLM_LENGTHS = {"inputs": 32}
@@ -82,12 +82,6 @@ def _worker(worker_id: int, port: int, corpus_dir: str, out_dir: str) -> None:
     jax.distributed.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_read_disjoint_shards_covering_the_data(tmp_path):
     from scaling.data import pipeline, tasks
 
@@ -98,8 +92,8 @@ def test_two_processes_read_disjoint_shards_covering_the_data(tmp_path):
         (corpus / f"part{i}.txt").write_text("\n".join(docs[i::3]) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
-    port = _free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    port = free_port()
+    env = cpu_env()
     procs = [
         subprocess.Popen([sys.executable, __file__, str(i), str(port), str(corpus), str(out)], env=env, stderr=subprocess.PIPE, text=True)
         for i in range(2)

@@ -1,0 +1,44 @@
+"""`python -m scaling.train --config=configs/small_nl24.py --workdir=DIR [--config.FIELD=VALUE ...]`
+
+Trains the config's shape until its budget is spent, resuming from the latest checkpoint in DIR. Any config
+field can be overridden on the command line (`--config.budget.seconds=3600` style: `--config.budget.unit=
+seconds --config.budget.amount=3600`, `--config.model.name=base-nl36`, `--config.data.task=sotu_span_corruption`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data runs on the host only; its device notes are noise
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from scaling import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment file in configs/", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics.jsonl and summary.json go")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    config = _CONFIG.value
+    if config is None or _WORKDIR.value is None:
+        raise app.UsageError("give both --config=configs/NAME.py and --workdir=DIR")
+    from scaling import parallel
+
+    parallel.initialize_distributed(config.parallel)
+    try:
+        trainer.train(config, _WORKDIR.value)
+    except (trainer.ConfigError, trainer.NonFiniteLossError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,482 @@
+"""Training: state, sharded steps and the loop that spends a budget.
+
+Data flow: config → shape → model; task → micro-batches; (model, micro-batches, budget) → the loop →
+`metrics.jsonl`, TensorBoard, `summary.json` and orbax checkpoints in the workdir.
+
+One optimizer step accumulates `batch_size / micro_batch_size` micro-batches (fewer while Cramming's batch
+ramp is on): a jitted micro-step adds each micro-batch's summed gradients into a donated accumulator, and
+a jitted update divides by the global target weight and applies the optimizer — so k micro-batches give the
+same update as one batch of k× the rows. Parameters and optimizer state are placed by the logical-axis
+rules of `scaling.parallel`; batches are sharded over (`data`, `fsdp`). Both steps are compiled ahead of
+time, so compilation is measured apart from the step time that wall-clock budgets spend.
+
+A run is resumable at any step: the checkpoint holds parameters, optimizer state (with its learning rate),
+what the budget has spent and how many micro-batches were read; dropout keys derive from (seed, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from scaling import accounting, budget as budget_lib, checkpoints, metrics, models, optim, parallel, shapes
+
+NAN_POLICIES = ("stop", "skip")
+REMAT = ("none", "full", "dots")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class ConfigError(ValueError):
+    """A config value that cannot train; raised before anything is compiled."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient norm stopped being finite under `nan_policy='stop'`."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field a run reads; experiment files in `configs/` start from this and change what differs."""
+    placeholder = ml_collections.config_dict.placeholder
+    return ml_collections.ConfigDict({
+        "seed": 0,
+        "model": {
+            "name": "small",              # any shape name: small-nl24, NL32-XL, crammed-bert …
+            "vocab_size": placeholder(int),  # None: the data vocabulary's size rounded up to a multiple of 128
+            "dropout_rate": placeholder(float),  # None: the shape's own rate
+            "dtype": "auto",              # compute dtype: auto = bfloat16 on accelerators, float32 on CPU
+            "remat": "none",              # none | full | dots (rematerialise scanned layers)
+        },
+        "data": {
+            "task": "c4_span_corruption",
+            "inputs_length": 512,
+            "targets_length": 114,        # span corruption only; ignored by MLM tasks
+            "pack": True,
+            "eval_split": "validation",
+            "eval_batches": 10,           # micro-batches per evaluation
+        },
+        "batch_size": 128,                # global examples per optimizer step
+        "micro_batch_size": placeholder(int),  # global examples per accumulation step; None = batch_size
+        "z_loss": 0.0,
+        "nan_policy": "stop",             # stop | skip (drop the update and go on)
+        "log_every_steps": 50,
+        "eval_every_steps": 1000,         # 0: evaluate only at the end
+        "optimizer": optim.default_config(),
+        "budget": budget_lib.default_config(),
+        "parallel": parallel.default_config(),
+        "checkpoint": checkpoints.default_config(),
+    })
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Field-by-field checks that need no devices; each error names the field and the fix."""
+
+    def fail(field: str, why: str) -> None:
+        raise ConfigError(f"config.{field} {why}")
+
+    for field in ("batch_size", "log_every_steps", "data.inputs_length", "data.eval_batches"):
+        value = _get(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            fail(field, f"= {value!r}: use a positive integer")
+    micro = config.micro_batch_size or config.batch_size
+    if micro <= 0 or config.batch_size % micro:
+        fail("micro_batch_size", f"= {micro} must divide batch_size = {config.batch_size}")
+    if config.eval_every_steps < 0:
+        fail("eval_every_steps", f"= {config.eval_every_steps}: use 0 (only at the end) or a positive integer")
+    if config.nan_policy not in NAN_POLICIES:
+        fail("nan_policy", f"= {config.nan_policy!r}: use one of {NAN_POLICIES}")
+    if config.model.remat not in REMAT:
+        fail("model.remat", f"= {config.model.remat!r}: use one of {REMAT}")
+    if config.model.dtype not in (*DTYPES, "auto"):
+        fail("model.dtype", f"= {config.model.dtype!r}: use one of {(*DTYPES, 'auto')}")
+    if config.z_loss < 0:
+        fail("z_loss", f"= {config.z_loss}: use a value >= 0 (t5x uses 1e-4)")
+    try:
+        shapes.parse(config.model.name)
+    except shapes.ShapeError as e:
+        fail("model.name", f"is not a valid shape: {e}")
+    budget_lib.Budget.from_config(config.budget)
+    optim.make_schedule(config.optimizer)
+    optim.make_optimizer(config.optimizer)
+    optim.microbatches_at(0.0, config.batch_size // micro, config.optimizer.batch_ramp_fraction)
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Everything derived from the config before the first step: shape, mesh, shardings, compiled costs."""
+
+    config: ml_collections.ConfigDict
+    shape: shapes.Shape
+    sequence: accounting.SequenceLengths
+    feature_lengths: dict[str, int]
+    mesh: Mesh
+    rules: tuple
+    graphdef: nnx.GraphDef
+    param_shardings: Any
+    opt_shardings: Any
+    tx: optax.GradientTransformation
+    schedule: optim.Schedule
+    budget: budget_lib.Budget
+    micro_batch_size: int
+    dtype: Any
+
+    @property
+    def full_microbatches(self) -> int:
+        return self.config.batch_size // self.micro_batch_size
+
+    @property
+    def flops_per_example(self) -> float:
+        return accounting.flops_per_token(self.shape, self.sequence).train_per_example
+
+    @property
+    def state_shardings(self) -> dict[str, Any]:
+        return {"params": self.param_shardings, "opt_state": self.opt_shardings}
+
+
+def _vocab_size(task: str) -> int:
+    import seqio
+
+    from scaling.data import tasks  # noqa: F401  (registers the tasks)
+
+    features = seqio.get_mixture_or_task(task).output_features
+    return features["inputs" if "inputs" in features else "targets"].vocabulary.vocab_size
+
+
+def build_run(config: ml_collections.ConfigDict, devices: list | None = None) -> Run:
+    """Resolves the config into a Run, failing on incompatible mesh, shape and batch sizes."""
+    validate(config)
+    from scaling.data import tasks
+
+    spec = tasks.task_spec(config.data.task)
+    vocab_size = config.model.vocab_size or 128 * math.ceil(_vocab_size(config.data.task) / 128)
+    overrides: dict[str, Any] = {"vocab_size": vocab_size}
+    if config.model.dropout_rate is not None:
+        overrides["dropout_rate"] = config.model.dropout_rate
+    try:
+        shape = shapes.parse(config.model.name, **overrides)
+    except shapes.ShapeError as e:
+        raise ConfigError(f"config.model: {e}") from None
+    mlm = spec.objective == "mlm"
+    if mlm == shape.is_encoder_decoder:
+        raise ConfigError(f"config.data.task = {config.data.task!r} ({spec.objective}) does not fit "
+                          f"config.model.name = {shape.name!r} ({shape.family}); use a *_span_corruption task "
+                          f"for T5 shapes and a *_mlm task for BERT shapes")
+    inputs = config.data.inputs_length
+    if mlm:
+        if inputs > shape.max_length and shape.position_embedding == "learned":
+            raise ConfigError(f"config.data.inputs_length = {inputs} exceeds {shape.name}'s max_length "
+                              f"{shape.max_length}")
+        feature_lengths = {"inputs": inputs}
+        sequence = accounting.SequenceLengths.default_for(shape, inputs, mask_rate=spec.mask_rate)
+    else:
+        feature_lengths = {"inputs": inputs, "targets": config.data.targets_length}
+        sequence = accounting.SequenceLengths(inputs, config.data.targets_length)
+
+    mesh = parallel.make_mesh(config.parallel, devices)
+    rules = parallel.rules_from_config(config.parallel)
+    micro = config.micro_batch_size or config.batch_size
+    batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if micro % batch_shards:
+        raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {batch_shards} batch shards "
+                          f"of the mesh (data {mesh.shape['data']} × fsdp {mesh.shape['fsdp']}); change the batch "
+                          f"or config.parallel")
+    if micro % jax.process_count():
+        raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {jax.process_count()} processes")
+
+    dtype = DTYPES.get(config.model.dtype) or (jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
+    abstract_model = models.abstract(shape, dtype=dtype, remat=config.model.remat)
+    graphdef, abstract_params = nnx.split(abstract_model)
+    param_shardings, fallbacks = parallel.param_shardings(abstract_params, mesh, rules)
+    if fallbacks:
+        logging.info("replicated instead of sharded: %s", sorted(fallbacks))
+    tx = optim.make_optimizer(config.optimizer, nnx.get_partition_spec(abstract_params))
+    abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    opt_shardings = parallel.derived_shardings(abstract_opt, abstract_params, param_shardings, mesh)
+    return Run(config=config, shape=shape, sequence=sequence, feature_lengths=feature_lengths, mesh=mesh,
+               rules=rules, graphdef=graphdef, param_shardings=param_shardings, opt_shardings=opt_shardings, tx=tx,
+               schedule=optim.make_schedule(config.optimizer), budget=budget_lib.Budget.from_config(config.budget),
+               micro_batch_size=micro, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+def init_state(run: Run) -> dict[str, Any]:
+    """Parameters created directly in their shardings (never whole on one device), then optimizer state."""
+
+    def make_params(key: jax.Array) -> nnx.State:
+        model = models.build(run.shape, rngs=nnx.Rngs(params=key), dtype=run.dtype, remat=run.config.model.remat)
+        return nnx.split(model)[1]
+
+    params = jax.jit(make_params, out_shardings=run.param_shardings)(jax.random.key(run.config.seed))
+    opt_state = jax.jit(run.tx.init, out_shardings=run.opt_shardings)(params)
+    return {"params": params, "opt_state": opt_state}
+
+
+def _loss_fn(graphdef: nnx.GraphDef, z_loss: float) -> Callable:
+    def loss(params, batch, key):
+        return nnx.merge(graphdef, params).loss(batch, dropout_rng=key, z_loss=z_loss)
+    return loss
+
+
+def micro_step_fn(run: Run) -> Callable:
+    """(params, grads_acc, aux_acc, batch, key) → accumulators plus this micro-batch's summed gradients."""
+    grad = jax.grad(_loss_fn(run.graphdef, run.config.z_loss), has_aux=True)
+    dropout = run.shape.dropout_rate > 0
+
+    def step(params, grads_acc, aux_acc, batch, key):
+        grads, aux = grad(params, batch, key if dropout else None)
+        add = lambda a, b: a + b  # noqa: E731
+        return jax.tree.map(add, grads_acc, grads), jax.tree.map(add, aux_acc, aux)
+
+    return step
+
+
+def update_fn(run: Run) -> Callable:
+    """(params, opt_state, grads_sum, aux_sum, lr) → new state and step metrics; a non-finite step changes nothing."""
+
+    def update(params, opt_state, grads, aux, lr):
+        weight = jnp.maximum(aux["weight_sum"], 1.0)
+        grads = jax.tree.map(lambda g: g / weight, grads)
+        loss = aux["loss_sum"] / weight
+        grad_norm = optax.tree.norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(aux["z_loss_sum"])
+        opt_state = optim.set_learning_rate(opt_state, lr)
+        updates, new_opt_state = run.tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        metrics_ = {"loss": loss, "accuracy": aux["correct_sum"] / weight, "z_loss": aux["z_loss_sum"] / weight,
+                    "grad_norm": grad_norm, "weight": aux["weight_sum"], "ok": ok}
+        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state), metrics_
+
+    return update
+
+
+def eval_fn(run: Run) -> Callable:
+    loss = _loss_fn(run.graphdef, 0.0)
+    return lambda params, batch: loss(params, batch, None)[1]
+
+
+def zero_accumulators(run: Run) -> Callable:
+    aux_zeros = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "z_loss_sum", "weight_sum", "correct_sum")}
+    return jax.jit(lambda params: (jax.tree.map(jnp.zeros_like, params), aux_zeros),
+                   out_shardings=(run.param_shardings, None))
+
+
+@dataclasses.dataclass
+class Compiled:
+    """The ahead-of-time compiled steps and how long compiling took."""
+
+    micro_step: Any
+    update: Any
+    zeros: Any
+    seconds: float
+
+
+def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) -> Compiled:
+    start = time.perf_counter()
+    replicated = NamedSharding(run.mesh, PartitionSpec())
+    zeros = zero_accumulators(run).lower(state["params"]).compile()
+    grads0, aux0 = zeros(state["params"])
+    key = jax.random.key(0)
+    micro = jax.jit(micro_step_fn(run), donate_argnums=(1, 2),
+                    out_shardings=(run.param_shardings, replicated))
+    micro = micro.lower(state["params"], grads0, aux0, batch, key).compile()
+    update = jax.jit(update_fn(run), donate_argnums=(0, 1),
+                     out_shardings=(run.param_shardings, run.opt_shardings, replicated))
+    update = update.lower(state["params"], state["opt_state"], grads0, aux0, jnp.float32(0)).compile()
+    return Compiled(micro, update, zeros, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def batches(run: Run, split: str, start: int, repeat: bool = True) -> Iterator[dict[str, jax.Array]]:
+    """Global micro-batches of `split` from micro-batch `start` on, sharded over the mesh's batch axes."""
+    from scaling.data import pipeline
+
+    local = pipeline.get_batches(run.config.data.task, split=split, feature_lengths=run.feature_lengths,
+                                 batch_size=run.micro_batch_size, seed=run.config.seed, start_step=start,
+                                 pack=run.config.data.pack, repeat=repeat)
+    return (pipeline.make_global_batch(b, run.mesh) for b in local)
+
+
+def evaluate(run: Run, params: Any, eval_batches: list[dict[str, jax.Array]], step_fn: Any) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for batch in eval_batches:
+        for k, v in jax.device_get(step_fn(params, batch)).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    weight = max(totals["weight_sum"], 1.0)
+    return {"eval_loss": totals["loss_sum"] / weight, "eval_accuracy": totals["correct_sum"] / weight}
+
+
+# ------------------------------------------------------------------------------------------------ loop
+
+def describe(run: Run) -> str:
+    """The start-up report: resolved config, shape, costs, mesh and devices."""
+    counts = accounting.param_counts(run.shape)
+    devices = jax.devices()
+    lines = [
+        "config:", run.config.to_json_best_effort(indent=2),
+        f"shape {run.shape.name}: {counts.total:,} parameters ({counts.non_embedding:,} non-embedding), "
+        f"sequence {run.sequence.inputs}/{run.sequence.targets}",
+        f"FLOPs per step (train, matmul convention): {run.flops_per_example * run.config.batch_size:.4g} "
+        f"({run.config.batch_size} examples, {run.full_microbatches} micro-batch(es) of {run.micro_batch_size})",
+        f"mesh {dict(run.mesh.shape)} over {len(devices)} {devices[0].device_kind} device(s) in "
+        f"{jax.process_count()} process(es); compute dtype {jnp.dtype(run.dtype).name}",
+    ]
+    return "\n".join(lines)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_steps: int | None = None,
+          devices: list | None = None, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Trains until the budget is spent (or a preemption, or `stop_after_steps` steps in this call).
+
+    Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
+    `workdir/summary.json`).
+    """
+    workdir = Path(workdir)
+    run = build_run(config, devices)
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        print_fn(describe(run))
+
+    state = init_state(run)
+    spent, position, skipped = budget_lib.Spent(), 0, 0
+    ckpt = checkpoints.Checkpointer.from_config(workdir / "checkpoints", config.checkpoint)
+    if ckpt.latest_step() is not None:
+        restored = ckpt.restore(checkpoints.abstract_like(state, run.state_shardings))
+        state = restored.state
+        spent = budget_lib.Spent.from_dict(restored.metadata["spent"])
+        position, skipped = restored.metadata["data_position"], restored.metadata.get("skipped_steps", 0)
+        print_fn(f"resumed from step {spent.step} ({position} micro-batches read)")
+    writer = metrics.create_writer(workdir, resume_step=spent.step or None)
+    train_batches = batches(run, "train", position)
+    first = next(train_batches)
+    compiled = compile_steps(run, state, first)
+    compile_seconds = compiled.seconds
+    pending = [first]
+    eval_step, eval_set = None, None
+    peak = metrics.peak_flops(jax.devices()[0].device_kind)
+    base_key = jax.random.key(config.seed + 1)
+    interval: dict[str, float] = {}
+    last: dict[str, Any] = {}
+
+    def metadata() -> dict[str, Any]:
+        return {"spent": spent.as_dict(), "data_position": position, "skipped_steps": skipped,
+                "shape": run.shape.name, "config": json.loads(config.to_json_best_effort())}
+
+    def run_eval() -> dict[str, float]:
+        nonlocal eval_step, eval_set, compile_seconds
+        if eval_step is None:
+            eval_set = list(_take(batches(run, config.data.eval_split, 0), config.data.eval_batches))
+            start = time.perf_counter()
+            eval_step = jax.jit(eval_fn(run)).lower(state["params"], eval_set[0]).compile()
+            compile_seconds += time.perf_counter() - start
+        return evaluate(run, state["params"], eval_set, eval_step)
+
+    steps_this_call = 0
+    with checkpoints.PreemptionHandler() as preemption:
+        while not run.budget.done(spent):
+            started = time.perf_counter()
+            progress = run.budget.progress(spent)
+            n_micro = optim.microbatches_at(progress, run.full_microbatches, config.optimizer.batch_ramp_fraction)
+            grads, aux = compiled.zeros(state["params"])
+            step_key = jax.random.fold_in(base_key, spent.step)
+            for m in range(n_micro):
+                batch = pending.pop() if pending else next(train_batches)
+                grads, aux = compiled.micro_step(state["params"], grads, aux, batch, jax.random.fold_in(step_key, m))
+            lr = run.schedule(progress, spent.step)
+            params, opt_state, step_metrics = compiled.update(state["params"], state["opt_state"], grads, aux, lr)
+            state = {"params": params, "opt_state": opt_state}
+            step_metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+            position += n_micro
+            if not step_metrics["ok"]:
+                if config.nan_policy == "stop":
+                    writer.close()
+                    ckpt.close()
+                    raise NonFiniteLossError(
+                        f"loss {step_metrics['loss']} / gradient norm {step_metrics['grad_norm']} is not finite at "
+                        f"step {spent.step + 1}; the update was not applied. The last good checkpoint is step "
+                        f"{ckpt.latest_step()} in {ckpt.directory}. Lower optimizer.learning_rate, add "
+                        f"optimizer.grad_clip_norm or z_loss, or set nan_policy='skip' to drop such steps.")
+                skipped += 1
+                logging.warning("non-finite loss at step %d: update skipped (%d so far)", spent.step + 1, skipped)
+            examples = n_micro * run.micro_batch_size
+            seconds = budget_lib.agree_across_processes(time.perf_counter() - started)
+            spent = spent.advance(tokens=examples * run.sequence.tokens, flops=examples * run.flops_per_example,
+                                  seconds=seconds)
+            steps_this_call += 1
+            for k in ("loss", "accuracy"):
+                interval[k] = interval.get(k, 0.0) + step_metrics[k] * step_metrics["weight"]
+            for k, v in (("weight", step_metrics["weight"]), ("tokens", examples * run.sequence.tokens),
+                         ("flops", examples * run.flops_per_example), ("seconds", seconds)):
+                interval[k] = interval.get(k, 0.0) + v
+            done = run.budget.done(spent)
+            stop = preemption.should_stop(spent.step) or (stop_after_steps is not None
+                                                          and steps_this_call >= stop_after_steps)
+            record: dict[str, Any] = {}
+            if spent.step % config.log_every_steps == 0 or done or stop:
+                weight = max(interval["weight"], 1.0)
+                record = {"loss": interval["loss"] / weight, "accuracy": interval["accuracy"] / weight,
+                          "learning_rate": float(lr), "grad_norm": step_metrics["grad_norm"],
+                          "progress": run.budget.progress(spent), "tokens": spent.tokens, "flops": spent.flops,
+                          "seconds": spent.seconds, "compile_seconds": compile_seconds, "skipped_steps": skipped,
+                          **metrics.rates(interval["tokens"], interval["flops"], interval["seconds"],
+                                          peak_per_device=peak, num_devices=jax.device_count())}
+                interval = {}
+            if (config.eval_every_steps and spent.step % config.eval_every_steps == 0) or done:
+                record.update(run_eval())
+            if record:
+                writer.write_scalars(spent.step, record)
+                last.update(record)
+                if jax.process_index() == 0:
+                    print_fn(metrics.progress_line(spent.step, run.budget.progress(spent), spent.seconds, record))
+            ckpt.save(spent.step, state, metadata(), force=done or stop)
+            if stop:
+                writer.flush()
+                print_fn(f"stopping at step {spent.step}: checkpoint saved, rerun the same command to resume")
+                break
+    ckpt.close()
+    writer.close()
+    counts = accounting.param_counts(run.shape)
+    final = {**last, "step": spent.step, "completed": run.budget.done(spent)}
+    metrics.write_summary(workdir, config=config, final_metrics=final, extra={
+        "shape": dataclasses.asdict(run.shape) | {"name": run.shape.name},
+        "params": counts.total, "params_non_embedding": counts.non_embedding,
+        "flops_per_example_train": run.flops_per_example,
+        "flops_per_step_train": run.flops_per_example * config.batch_size,
+        "sequence": {"inputs": run.sequence.inputs, "targets": run.sequence.targets},
+        "budget": {"unit": run.budget.unit, "amount": run.budget.amount, "spent": spent.as_dict()},
+        "mesh": dict(run.mesh.shape),
+    })
+    return final
+
+
+def _take(iterator: Iterator, n: int) -> Iterator:
+    for _, item in zip(range(n), iterator):
+        yield item
+
+
+__all__ = ["ConfigError", "NonFiniteLossError", "Run", "build_run", "default_config", "train", "validate"]

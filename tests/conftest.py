@@ -1,0 +1,11 @@
+"""Session-wide test settings: one persistent compilation cache, so identical tiny programs compile once."""
+
+import os
+import tempfile
+
+import jax
+
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("SCALING_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "scaling-test-jax-cache")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
