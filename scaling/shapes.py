@@ -202,13 +202,15 @@ BERT_PRESETS: dict[str, Shape] = {
                           attention_bias=False, linear_bias=False, type_vocab_size=0, final_norm=True,
                           head_transform=False, decoder_bias=False, sparse_prediction=True, dropout_rate=0.0),
 }
-# Train Large, Then Compress: RoBERTa encoders over depth × hidden, FFN 4H, H/64 heads.
+# Train Large, Then Compress: RoBERTa encoders over depth × hidden, FFN 4H, H/64 heads, with the layer norm
+# moved to the input of every sub-layer (pre-norm, Section 2.1) and so a final norm.
 LI_DEPTHS = (3, 6, 12, 18, 24)
 LI_WIDTHS = (256, 512, 768, 1024, 1536)
 for _depth in LI_DEPTHS:
     for _width in LI_WIDTHS:
         _name = f"roberta-l{_depth}-h{_width}"
-        BERT_PRESETS[_name] = _bert(_name, _depth, _width, _width // 64, 4 * _width, 50265, type_vocab_size=0)
+        BERT_PRESETS[_name] = _bert(_name, _depth, _width, _width // 64, 4 * _width, 50265, type_vocab_size=0,
+                                    norm_position="pre", final_norm=True)
 
 PRESETS: dict[str, Shape] = {**T5_PRESETS, **BERT_PRESETS}
 

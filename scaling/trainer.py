@@ -16,6 +16,7 @@ what the budget has spent and how many micro-batches were read; dropout keys der
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -362,18 +363,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
         print_fn(describe(run))
 
-    state = init_state(run)
-    spent, position, skipped = budget_lib.Spent(), 0, 0
-    ckpt = checkpoints.Checkpointer.from_config(workdir / "checkpoints", config.checkpoint)
+    with contextlib.ExitStack() as cleanup:
+        ckpt = cleanup.enter_context(checkpoints.Checkpointer.from_config(workdir / "checkpoints", config.checkpoint))
+        return _train_loop(run, workdir, ckpt, cleanup, stop_after_steps, print_fn)
+
+
+def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: contextlib.ExitStack,
+                stop_after_steps: int | None, print_fn: Callable[[str], None]) -> dict[str, Any]:
+    config = run.config
+    spent, position, skipped, state = budget_lib.Spent(), 0, 0, None
     if ckpt.latest_step() is not None:
-        restored = ckpt.restore(checkpoints.abstract_like(state, run.state_shardings))
+        restored = ckpt.restore(checkpoints.abstract_like(jax.eval_shape(lambda: init_state(run)), run.state_shardings))
         state = restored.state
         spent = budget_lib.Spent.from_dict(restored.metadata["spent"])
         position, skipped = restored.metadata["data_position"], restored.metadata.get("skipped_steps", 0)
         print_fn(f"resumed from step {spent.step} ({position} micro-batches read)")
-    writer = metrics.create_writer(workdir, resume_step=spent.step or None)
-    train_batches = batches(run, "train", position)
+    train_batches = batches(run, "train", position)  # a missing dataset fails here, before any parameter exists
     first = next(train_batches)
+    if state is None:
+        state = init_state(run)
+    writer = metrics.create_writer(workdir, resume_step=spent.step or None)
+    cleanup.callback(writer.close)
     compiled = compile_steps(run, state, first)
     compile_seconds = compiled.seconds
     pending = [first]
@@ -414,8 +424,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
             position += n_micro
             if not step_metrics["ok"]:
                 if config.nan_policy == "stop":
-                    writer.close()
-                    ckpt.close()
                     raise NonFiniteLossError(
                         f"loss {step_metrics['loss']} / gradient norm {step_metrics['grad_norm']} is not finite at "
                         f"step {spent.step + 1}; the update was not applied. The last good checkpoint is step "
@@ -458,8 +466,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
                 writer.flush()
                 print_fn(f"stopping at step {spent.step}: checkpoint saved, rerun the same command to resume")
                 break
-    ckpt.close()
-    writer.close()
+    ckpt.wait()
+    writer.flush()
     counts = accounting.param_counts(run.shape)
     final = {**last, "step": spent.step, "completed": run.budget.done(spent)}
     metrics.write_summary(workdir, config=config, final_metrics=final, extra={

@@ -202,10 +202,14 @@ def register_c4_tasks(
     mean_noise_span_length: float = objectives.MEAN_NOISE_SPAN_LENGTH,
     mask_rate: float = MLM_MASK_RATE,
 ) -> list[str]:
-    """`c4_span_corruption` and `c4_mlm` over a prepared tfds C4 (T5's vocabulary by default, as in production)."""
+    """`c4_span_corruption`, `c4_mlm` and `c4_cramming_mlm` (25% masking) over a prepared tfds C4, with T5's
+    vocabulary by default, as in production."""
     source = PreparedTfdsSource(corpora.c4_tfds_name(version), corpora.c4_data_dir(data_dir), "sotu_span_corruption")
     vocabulary = vocab.get_vocabulary(vocabulary_path)
-    return _register_pair("c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length, mask_rate)
+    names = _register_pair("c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length,
+                           mask_rate)
+    cramming = TaskSpec("c4_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE)
+    return [*names, _add(cramming, source, vocabulary, C4_SHUFFLE_BUFFER)]
 
 
 def _text_tasks(

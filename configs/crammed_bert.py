@@ -1,0 +1,7 @@
+"""Cramming: the crammed BERT, one day on one device (`--config.budget.amount=SECONDS` for another budget)."""
+
+from scaling import recipes
+
+
+def get_config():
+    return recipes.cramming()

@@ -1,0 +1,62 @@
+"""Every experiment file loads, validates, and names the shape and recipe its paper describes."""
+
+import csv
+import importlib.util
+import re
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from scaling import accounting, shapes, trainer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load(path: Path, arg: str | None = None):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.py")), ids=lambda p: p.stem)
+def test_every_config_validates(path):
+    trainer.validate(load(path))
+
+
+def test_table4_configs_cover_every_row_with_its_shape():
+    text = resources.files("scaling").joinpath("reference", "scale_efficiently_table4.csv").read_text()
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    for row in rows:
+        shape = shapes.parse(row["model"])
+        config = load(CONFIGS / (shape.name.replace("-", "_") + ".py"))
+        assert shapes.parse(config.model.name) == shape
+        counted = accounting.param_counts(shapes.parse(config.model.name, vocab_size=config.model.vocab_size)).total
+        assert abs(counted / float(row["params"]) - 1) < 0.02, row["model"]
+        assert (config.batch_size, config.budget.unit, config.budget.amount) == (128, "steps", 2 ** 19)
+        assert (config.data.inputs_length, config.data.targets_length) == (512, 114)
+        assert config.optimizer.name == "adafactor" and config.optimizer.schedule == "inverse_sqrt"
+
+
+def test_cramming_and_li_recipes():
+    cram = load(CONFIGS / "crammed_bert.py")
+    assert (cram.model.name, cram.budget.unit, cram.budget.amount) == ("crammed-bert", "seconds", 86400)
+    assert (cram.optimizer.schedule, cram.optimizer.batch_ramp_fraction, cram.batch_size) == ("triangle", 0.6, 8192)
+    li = load(CONFIGS / "li_roberta.py", "l24-h1536")
+    assert li.model.name == "roberta-l24-h1536" and li.budget.unit == "seconds"
+    with pytest.raises(ValueError, match="l<depth>-h<width>"):
+        load(CONFIGS / "li_roberta.py", "deep")
+
+
+def test_canonical_command_fails_fast_without_c4(tmp_path):
+    env_dir = tmp_path / "no_c4"
+    env_dir.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "scaling.train", "--config=configs/small_nl24.py",
+                           f"--workdir={tmp_path / 'run'}"], cwd=CONFIGS.parent, capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "SCALING_C4_DATA_DIR": str(env_dir)})
+    assert proc.returncode == 1
+    assert re.search(r"not prepared.*tfds build c4/en.*--config.data.task=sotu_span_corruption", proc.stderr)
+    assert "small-nl24: 192,673,280 parameters" in proc.stdout
