@@ -255,7 +255,8 @@ def canonical_name(s: Shape) -> str:
 
 
 def _accepted() -> str:
-    return (f"a preset ({', '.join(T5_PRESETS)}, {', '.join(sorted(set(BERT_PRESETS) - {k for k in BERT_PRESETS if k.startswith('roberta-l')}))}, "
+    named_bert = sorted(k for k in BERT_PRESETS if not k.startswith("roberta-l"))
+    return (f"a preset ({', '.join(T5_PRESETS)}, {', '.join(named_bert)}, "
             f"roberta-l{{{','.join(map(str, LI_DEPTHS))}}}-h{{{','.join(map(str, LI_WIDTHS))}}}; "
             f"codes {', '.join(k.upper() for k in T5_ABBREVIATIONS)}) joined by '-', '_' or ' ' with knobs "
             f"NL<n> EL<n> DL<n> DM<n> FF<n> NH<n> KV<n> (k = 1024), SH, SKV, Table 4's <n>L / <n>EL, "

@@ -33,7 +33,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaling import accounting, budget as budget_lib, checkpoints, metrics, models, optim, parallel, shapes
+from scaling import accounting, checkpoints, metrics, models, optim, parallel, shapes
+from scaling import budget as budget_lib
 
 NAN_POLICIES = ("stop", "skip")
 REMAT = ("none", "full", "dots")
@@ -436,17 +437,18 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
             spent = spent.advance(tokens=examples * run.sequence.tokens, flops=examples * run.flops_per_example,
                                   seconds=seconds)
             steps_this_call += 1
-            for k in ("loss", "accuracy"):
-                interval[k] = interval.get(k, 0.0) + step_metrics[k] * step_metrics["weight"]
-            for k, v in (("weight", step_metrics["weight"]), ("tokens", examples * run.sequence.tokens),
-                         ("flops", examples * run.flops_per_example), ("seconds", seconds)):
+            weight = step_metrics["weight"] if step_metrics["ok"] else 0.0  # skipped steps do not count
+            for k, v in (("loss", step_metrics["loss"] * weight if weight else 0.0),
+                         ("accuracy", step_metrics["accuracy"] * weight), ("weight", weight),
+                         ("tokens", examples * run.sequence.tokens), ("flops", examples * run.flops_per_example),
+                         ("seconds", seconds)):
                 interval[k] = interval.get(k, 0.0) + v
             done = run.budget.done(spent)
             stop = preemption.should_stop(spent.step) or (stop_after_steps is not None
                                                           and steps_this_call >= stop_after_steps)
             record: dict[str, Any] = {}
             if spent.step % config.log_every_steps == 0 or done or stop:
-                weight = max(interval["weight"], 1.0)
+                weight = interval["weight"] or math.nan  # an interval of skipped steps has no loss
                 record = {"loss": interval["loss"] / weight, "accuracy": interval["accuracy"] / weight,
                           "learning_rate": float(lr), "grad_norm": step_metrics["grad_norm"],
                           "progress": run.budget.progress(spent), "tokens": spent.tokens, "flops": spent.flops,

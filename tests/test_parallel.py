@@ -6,7 +6,8 @@ import sys
 import textwrap
 
 import pytest
-from jax.sharding import AbstractMesh, PartitionSpec as P
+from jax.sharding import AbstractMesh
+from jax.sharding import PartitionSpec as P
 
 from scaling import parallel
 

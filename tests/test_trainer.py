@@ -123,6 +123,10 @@ def test_nan_skip_policy_keeps_going(tmp_path):
                             "optimizer.learning_rate": 1e30, "nan_policy": "skip"})
     final = trainer.train(config, tmp_path, print_fn=quiet)
     assert final["completed"] and final["skipped_steps"] >= 1
+    rows = records(tmp_path)
+    assert rows[0]["skipped_steps"] == 0 and np.isfinite(rows[0]["loss"])
+    for before, after in zip(rows, rows[1:]):  # logged every step: a skipped step has no loss
+        assert (after["loss"] is None) == (after["skipped_steps"] > before["skipped_steps"])
 
 
 @pytest.mark.parametrize("override,message", [

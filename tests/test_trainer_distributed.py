@@ -17,9 +17,9 @@ HERE = Path(__file__).resolve().parent
 
 def _mesh_worker(out: str) -> None:
     import jax
+    from test_trainer import tiny_config
 
     from scaling import trainer
-    from test_trainer import tiny_config
 
     assert jax.device_count() == 8
     result = {}
@@ -36,8 +36,9 @@ def _host_worker(process_id: int, port: int, workdir: str) -> None:
     import jax
 
     jax.config.update("jax_num_cpu_devices", 1)
-    from scaling import parallel, trainer
     from test_trainer import tiny_config
+
+    from scaling import parallel, trainer
 
     config = tiny_config(**{"budget.amount": 3, "parallel.coordinator_address": f"127.0.0.1:{port}",
                             "parallel.num_processes": 2, "parallel.process_id": process_id})

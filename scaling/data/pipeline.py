@@ -51,13 +51,15 @@ def _feature_converter(spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, pack:
 def _task_lengths(spec: tasks.TaskSpec, feature_lengths: Mapping[str, int]) -> dict[str, int]:
     expected = {"inputs", "targets"} if spec.objective == "span_corruption" else {"inputs"}
     if set(feature_lengths) != expected:
-        raise ValueError(f"Task {spec.name} ({spec.objective}) takes feature_lengths keys {sorted(expected)}, got {sorted(feature_lengths)}")
+        raise ValueError(f"Task {spec.name} ({spec.objective}) takes feature_lengths keys {sorted(expected)}, "
+                         f"got {sorted(feature_lengths)}")
     if spec.objective == "mlm":
         return {"inputs": feature_lengths["inputs"], "targets": feature_lengths["inputs"]}
     return dict(feature_lengths)
 
 
-def _mask_rows(ds: tf.data.Dataset, spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, seed: int, shard_index: int) -> tf.data.Dataset:
+def _mask_rows(ds: tf.data.Dataset, spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, seed: int,
+               shard_index: int) -> tf.data.Dataset:
     """MLM corruption of each row, seeded by (seed, shard, row index) so it is reproducible and resumable."""
     base = tf.constant([seed, shard_index], tf.int64)
     token_range = vocab.regular_token_range(vocabulary)

@@ -232,9 +232,11 @@ def register_sotu_tasks(vocabulary_path: str | None = None) -> list[str]:
     plain = TextCorpus("sotu", files, vocabulary)
     names = _text_tasks("sotu", plain, objectives.NOISE_DENSITY, objectives.MEAN_NOISE_SPAN_LENGTH, MLM_MASK_RATE)
     cramming = TextCorpus(
-        "sotu_cramming", files, vocabulary, curation.Curation(dedup=True, filter_threshold=curation.COMPRESSION_THRESHOLD, sort=True)
+        "sotu_cramming", files, vocabulary,
+        curation.Curation(dedup=True, filter_threshold=curation.COMPRESSION_THRESHOLD, sort=True),
     )
-    names.append(_add(TaskSpec("sotu_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=cramming), cramming.source(), vocabulary, None))
+    spec = TaskSpec("sotu_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=cramming)
+    names.append(_add(spec, cramming.source(), vocabulary, None))
     return names
 
 
