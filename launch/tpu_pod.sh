@@ -19,6 +19,8 @@ actions:
             (training resumes from the workdir's latest checkpoint); stop when the run completes
   delete    delete the slice (and its queued resource)
   all       create, setup, train, watch
+  sweep     one slice per line of --commands FILE (NAME-0, NAME-1, …), each created, set up and started
+            with `python -m scaling.train LINE`; put the lines' workdirs under /mnt/scaling
 
 options (required: --project --zone --name --accelerator --bucket, and --config for train/watch/all):
   --project ID          Google Cloud project
@@ -32,6 +34,7 @@ options (required: --project --zone --name --accelerator --bucket, and --config 
   --spot                spot / preemptible capacity
   --queued              create through a queued resource (waits for capacity)
   --model-parallel N    tensor-parallel degree inside each host (parallel.model); data fills the rest
+  --commands FILE       for sweep: one `--config=... --workdir=... [overrides]` line per run
   --dry-run             print the commands instead of running them
   -h, --help            this text
 USAGE
@@ -41,7 +44,7 @@ ACTION=${1:-}
 [[ -z "$ACTION" || "$ACTION" == -h || "$ACTION" == --help ]] && { usage; exit 0; }
 shift
 PROJECT="" ZONE="" NAME="" ACCELERATOR="" VERSION="tpu-ubuntu2204-base" BUCKET="" CONFIG="" RUN="" SPOT=0 QUEUED=0
-MODEL_PARALLEL=1
+MODEL_PARALLEL=1 COMMANDS=""
 OVERRIDES=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -56,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --spot) SPOT=1; shift ;;
     --queued) QUEUED=1; shift ;;
     --model-parallel) MODEL_PARALLEL=$2; shift 2 ;;
+    --commands) COMMANDS=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; OVERRIDES=("$@"); break ;;
@@ -156,6 +160,22 @@ watch() {
   echo "run complete: $(workdir)/summary.json"
 }
 
+sweep() {
+  require "commands file" "$COMMANDS" --commands
+  [[ -f "$COMMANDS" ]] || die "--commands file $COMMANDS does not exist"
+  local base=$NAME index=0 line
+  while IFS= read -r line; do
+    [[ -n "$line" ]] || continue
+    NAME="$base-$index"
+    create
+    setup
+    on_all_workers "cd ~/scaling && . .venv/bin/activate && nohup python -m scaling.train $line \
+--config.parallel.model=$MODEL_PARALLEL > ~/train.log 2>&1 &"
+    index=$((index + 1))
+  done < "$COMMANDS"
+  NAME=$base
+}
+
 case "$ACTION" in
   create) create ;;
   setup) setup ;;
@@ -164,5 +184,6 @@ case "$ACTION" in
   watch) watch ;;
   delete) delete ;;
   all) create; setup; train; watch ;;
+  sweep) sweep ;;
   *) die "unknown action $ACTION (see --help)" ;;
 esac

@@ -98,3 +98,11 @@ def test_multinode_passes_the_coordinator_to_jax_distributed():
         "--config.parallel.process_id=3", "--config.parallel.model=1"]
     assert launch("multinode.sh", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2",
                   "--config", "c", "--workdir", "w").returncode == 2
+
+
+def test_tpu_sweep_makes_one_slice_per_run(tmp_path):
+    commands = tmp_path / "sweep.txt"
+    commands.write_text("--config=configs/demo.py --workdir=/mnt/scaling/a\n\n--config=configs/demo.py --workdir=/mnt/scaling/b\n")
+    out = launch("tpu_pod.sh", "sweep", *TPU, "--commands", str(commands), "--dry-run").stdout
+    assert "create slice-0 " in out and "create slice-1 " in out and "slice-2" not in out
+    assert out.count("--worker=all --command=cd") == 2 and "/mnt/scaling/b" in out
