@@ -29,12 +29,12 @@ def main(argv: list[str]) -> int:
     config = _CONFIG.value
     if config is None or _WORKDIR.value is None:
         raise app.UsageError("give both --config=configs/NAME.py and --workdir=DIR")
-    from scaling import parallel
+    from scaling import checkpoints, parallel
 
     parallel.initialize_distributed(config.parallel)
     try:
         trainer.train(config, _WORKDIR.value)
-    except (trainer.ConfigError, trainer.NonFiniteLossError, FileNotFoundError) as e:
+    except (trainer.ConfigError, trainer.NonFiniteLossError, checkpoints.CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
