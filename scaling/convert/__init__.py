@@ -1,0 +1,13 @@
+"""Released checkpoints in and out: Hugging Face T5 (`hf`), Mesh TensorFlow T5 (`mesh_tf`), and our converted
+checkpoints on disk (`store`) that `--config.init_from`, `export-hf` and `python -m scaling.decode` read.
+
+    from scaling.convert import hf
+    model, shape = hf.load_t5("t5-efficient-small-nl24/")   # logits = model(encoder_tokens, decoder_tokens)
+
+Command line: `python -m scaling.convert import-hf SRC DST | import-mesh-tf SRC DST | export-hf SRC DST`.
+Modules import torch / tensorflow only when a format needs them.
+"""
+
+from scaling.convert.params import ConversionError
+
+__all__ = ["ConversionError"]
