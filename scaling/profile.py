@@ -195,12 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--out", default="profile.csv", help="CSV the rows are appended to")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    overrides = []
-    for item in rest:
-        field, sep, value = item.removeprefix("--config.").partition("=")
-        if not item.startswith("--config.") or not sep:
-            parser.error(f"unrecognised argument {item!r}; overrides are --config.FIELD=VALUE")
-        overrides.append((field, value))
+    overrides = sweep.config_overrides(parser, rest)
     rows = []
     try:
         for name in args.names:

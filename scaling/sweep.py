@@ -253,15 +253,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> tuple[Sweep, Path, bool]:
-    parser = _parser()
-    args, rest = parser.parse_known_args(argv)
+def config_overrides(parser: argparse.ArgumentParser, rest: Sequence[str]) -> list[tuple[str, str]]:
+    """(field, value) pairs from leftover `--config.FIELD=VALUE` arguments; anything else is a usage error."""
     overrides = []
     for item in rest:
         field, sep, value = item.removeprefix("--config.").partition("=")
         if not item.startswith("--config.") or not sep:
             parser.error(f"unrecognised argument {item!r}; overrides are --config.FIELD=VALUE")
         overrides.append((field, value))
+    return overrides
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Sweep, Path, bool]:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = config_overrides(parser, rest)
     if len(args.op) != len(args.values):
         parser.error("give one --values after each --op")
     axes = tuple((op.lower(), tuple(v.strip().lower() for v in values.split(",") if v.strip()))
