@@ -178,3 +178,13 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(tmp_path):
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0 and f"resumed from step {saved[0]}" in out, out[-3000:]
     assert records(tmp_path)[-1]["step"] == saved[0] + 2
+
+
+def test_resuming_with_a_different_model_fails_clearly(tmp_path):
+    from scaling import checkpoints
+
+    trainer.train(tiny_config(**{"budget.amount": 2}), tmp_path, print_fn=quiet)
+    other = tiny_config(**{"budget.amount": 4, "model.name": "tiny-nl1-dm64-ff64-nh2-kv16"})
+    with pytest.raises(checkpoints.CheckpointError, match="no usable checkpoint"):
+        trainer.train(other, tmp_path, print_fn=quiet)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
