@@ -167,20 +167,25 @@ def _vocab_size(task: str) -> int:
     return features["inputs" if "inputs" in features else "targets"].vocabulary.vocab_size
 
 
+def resolve_shape(config: ml_collections.ConfigDict) -> shapes.Shape:
+    """The shape a config trains: `config.model.name` with its vocabulary size and dropout rate resolved."""
+    vocab_size = config.model.vocab_size or 128 * math.ceil(_vocab_size(config.data.task) / 128)
+    overrides: dict[str, Any] = {"vocab_size": vocab_size}
+    if config.model.dropout_rate is not None:
+        overrides["dropout_rate"] = config.model.dropout_rate
+    try:
+        return shapes.parse(config.model.name, **overrides)
+    except shapes.ShapeError as e:
+        raise ConfigError(f"config.model: {e}") from None
+
+
 def build_run(config: ml_collections.ConfigDict, devices: list | None = None) -> Run:
     """Resolves the config into a Run, failing on incompatible mesh, shape and batch sizes."""
     validate(config)
     from scaling.data import tasks
 
     spec = tasks.task_spec(config.data.task)
-    vocab_size = config.model.vocab_size or 128 * math.ceil(_vocab_size(config.data.task) / 128)
-    overrides: dict[str, Any] = {"vocab_size": vocab_size}
-    if config.model.dropout_rate is not None:
-        overrides["dropout_rate"] = config.model.dropout_rate
-    try:
-        shape = shapes.parse(config.model.name, **overrides)
-    except shapes.ShapeError as e:
-        raise ConfigError(f"config.model: {e}") from None
+    shape = resolve_shape(config)
     mlm = spec.objective == "mlm"
     if mlm == shape.is_encoder_decoder:
         raise ConfigError(f"config.data.task = {config.data.task!r} ({spec.objective}) does not fit "
@@ -508,4 +513,5 @@ def _take(iterator: Iterator, n: int) -> Iterator:
         yield item
 
 
-__all__ = ["ConfigError", "NonFiniteLossError", "Run", "build_run", "default_config", "train", "validate"]
+__all__ = ["ConfigError", "NonFiniteLossError", "Run", "build_run", "default_config", "resolve_shape", "train",
+           "validate"]

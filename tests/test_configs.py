@@ -22,9 +22,26 @@ def load(path: Path, arg: str | None = None):
     return module.get_config(arg) if arg else module.get_config()
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.py")), ids=lambda p: p.stem)
+FINETUNE_CONFIGS = ("finetune",)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.py") if p.stem not in FINETUNE_CONFIGS),
+                         ids=lambda p: p.stem)
 def test_every_config_validates(path):
     trainer.validate(load(path))
+
+
+@pytest.mark.parametrize("variant", [None, "demo"])
+def test_finetune_config_is_crammings_global_recipe(variant):
+    from scaling import finetune
+
+    config = load(CONFIGS / "finetune.py", variant)
+    config.init_from = "/pretrained"
+    finetune.validate(config)
+    optimizer = config.optimizer
+    assert (optimizer.name, optimizer.schedule, optimizer.warmup_fraction) == ("adamw", "cosine", 0.1)
+    if variant is None:
+        assert (config.batch_size, optimizer.learning_rate, config.epochs, config.dropout_rate) == (16, 4e-5, 5, 0.1)
 
 
 def test_table4_configs_cover_every_row_with_its_shape():
