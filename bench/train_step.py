@@ -108,11 +108,8 @@ def ours(run: trainer.Run, batch: dict[str, jax.Array]) -> Step:
 
     def step() -> float:
         nonlocal state
-        grads, aux = compiled.zeros(state["params"])
-        for _ in range(run.full_microbatches):
-            grads, aux = compiled.micro_step(state["params"], grads, aux, batch, key)
-        params, opt_state, metrics = compiled.update(state["params"], state["opt_state"], grads, aux, lr)
-        state = jax.block_until_ready({"params": params, "opt_state": opt_state})
+        state, metrics = compiled.step(state, [batch] * run.full_microbatches, key, lr)
+        state = jax.block_until_ready(state)
         return float(metrics["loss"])
 
     return step

@@ -121,11 +121,7 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     lr = jax.numpy.float32(run.schedule(0.0, 0))  # the rate's value does not change the step's cost
 
     def step(state: dict[str, Any]) -> dict[str, Any]:
-        grads, aux = compiled.zeros(state["params"])
-        for _ in range(run.full_microbatches):
-            grads, aux = compiled.micro_step(state["params"], grads, aux, batch, key)
-        params, opt_state, _ = compiled.update(state["params"], state["opt_state"], grads, aux, lr)
-        return {"params": params, "opt_state": opt_state}
+        return compiled.step(state, [batch] * run.full_microbatches, key, lr)[0]
 
     for _ in range(warmup):
         state = jax.block_until_ready(step(state))
@@ -138,7 +134,7 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     flops = run.flops_per_example * config.batch_size
     device = jax.devices()[0]
     peak = metrics.peak_flops(device.device_kind)
-    memory = [_compiled_bytes(e) for e in (compiled.micro_step, compiled.update)]
+    memory = [_compiled_bytes(e) for e in compiled.executables]
     software = metrics.software_versions()
     return {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

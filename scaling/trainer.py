@@ -266,17 +266,33 @@ def _loss_fn(graphdef: nnx.GraphDef, z_loss: float) -> Callable:
     return loss
 
 
-def micro_step_fn(run: Run) -> Callable:
-    """(params, grads_acc, aux_acc, batch, key) → accumulators plus this micro-batch's summed gradients."""
+def _grad_fn(run: Run) -> Callable:
+    """(params, batch, key) → (summed gradients, aux sums) of one micro-batch."""
     grad = jax.grad(_loss_fn(run.graphdef, run.config.z_loss), has_aux=True)
     dropout = run.shape.dropout_rate > 0
+    return lambda params, batch, key: grad(params, batch, key if dropout else None)
+
+
+def micro_step_fn(run: Run) -> Callable:
+    """(params, grads_acc, aux_acc, batch, key) → accumulators plus this micro-batch's summed gradients."""
+    grad = _grad_fn(run)
 
     def step(params, grads_acc, aux_acc, batch, key):
-        grads, aux = grad(params, batch, key if dropout else None)
+        grads, aux = grad(params, batch, key)
         add = lambda a, b: a + b  # noqa: E731
         return jax.tree.map(add, grads_acc, grads), jax.tree.map(add, aux_acc, aux)
 
     return step
+
+
+def fused_step_fn(run: Run) -> Callable:
+    """(params, opt_state, batch, key, lr) → the update of a one-micro-batch step in a single program.
+
+    Without accumulation there is nothing to carry between micro-batches, so gradients never leave the
+    program: no zeroed accumulator, no sum, no second dispatch, and XLA fuses the update into the backward pass.
+    """
+    grad, update = _grad_fn(run), update_fn(run)
+    return lambda params, opt_state, batch, key, lr: update(params, opt_state, *grad(params, batch, key), lr)
 
 
 def update_fn(run: Run) -> Callable:
@@ -312,27 +328,55 @@ def zero_accumulators(run: Run) -> Callable:
 
 @dataclasses.dataclass
 class Compiled:
-    """The ahead-of-time compiled steps and how long compiling took."""
+    """The ahead-of-time compiled steps and how long compiling took.
+
+    With one micro-batch per step (`batch_size == micro_batch_size`, no batch ramp) only `fused` exists;
+    otherwise `zeros`, `micro_step` and `update` chain the accumulation. :meth:`step` runs either.
+    """
 
     micro_step: Any
     update: Any
     zeros: Any
+    fused: Any
     seconds: float
+
+    @property
+    def executables(self) -> list[Any]:
+        return [e for e in (self.fused, self.micro_step, self.update) if e is not None]
+
+    def step(self, state: dict[str, Any], micro_batches: list[dict[str, jax.Array]], key: jax.Array,
+             lr: jax.typing.ArrayLike) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+        """One optimizer step over `micro_batches`; micro-batch m's dropout key is `fold_in(key, m)`."""
+        lr = jnp.float32(lr)
+        if self.fused is not None:
+            (batch,) = micro_batches
+            params, opt_state, step_metrics = self.fused(state["params"], state["opt_state"], batch,
+                                                         jax.random.fold_in(key, 0), lr)
+        else:
+            grads, aux = self.zeros(state["params"])
+            for m, batch in enumerate(micro_batches):
+                grads, aux = self.micro_step(state["params"], grads, aux, batch, jax.random.fold_in(key, m))
+            params, opt_state, step_metrics = self.update(state["params"], state["opt_state"], grads, aux, lr)
+        return {"params": params, "opt_state": opt_state}, step_metrics
 
 
 def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) -> Compiled:
     start = time.perf_counter()
     replicated = NamedSharding(run.mesh, PartitionSpec())
+    key, lr = jax.random.key(0), jnp.float32(0)
+    step_outputs = (run.param_shardings, run.opt_shardings, replicated)
+    if run.full_microbatches == 1:
+        fused = jax.jit(fused_step_fn(run), donate_argnums=(0, 1), out_shardings=step_outputs)
+        fused = fused.lower(state["params"], state["opt_state"], batch, key, lr).compile()
+        return Compiled(None, None, None, fused, time.perf_counter() - start)
     zeros = zero_accumulators(run).lower(state["params"]).compile()
     grads0, aux0 = zeros(state["params"])
-    key = jax.random.key(0)
     micro = jax.jit(micro_step_fn(run), donate_argnums=(1, 2),
                     out_shardings=(run.param_shardings, replicated))
     micro = micro.lower(state["params"], grads0, aux0, batch, key).compile()
-    update = jax.jit(update_fn(run), donate_argnums=(0, 1),
-                     out_shardings=(run.param_shardings, run.opt_shardings, replicated))
-    update = update.lower(state["params"], state["opt_state"], grads0, aux0, jnp.float32(0)).compile()
-    return Compiled(micro, update, zeros, time.perf_counter() - start)
+    update = jax.jit(update_fn(run), donate_argnums=(0, 1), out_shardings=step_outputs)
+    update = update.lower(state["params"], state["opt_state"], grads0, aux0, lr).compile()
+    return Compiled(micro, update, zeros, None, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -437,14 +481,9 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
             started = time.perf_counter()
             progress = run.budget.progress(spent)
             n_micro = optim.microbatches_at(progress, run.full_microbatches, config.optimizer.batch_ramp_fraction)
-            grads, aux = compiled.zeros(state["params"])
-            step_key = jax.random.fold_in(base_key, spent.step)
-            for m in range(n_micro):
-                batch = pending.pop() if pending else next(train_batches)
-                grads, aux = compiled.micro_step(state["params"], grads, aux, batch, jax.random.fold_in(step_key, m))
+            micro_batches = [pending.pop() if pending else next(train_batches) for _ in range(n_micro)]
             lr = run.schedule(progress, spent.step)
-            params, opt_state, step_metrics = compiled.update(state["params"], state["opt_state"], grads, aux, lr)
-            state = {"params": params, "opt_state": opt_state}
+            state, step_metrics = compiled.step(state, micro_batches, jax.random.fold_in(base_key, spent.step), lr)
             step_metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
             position += n_micro
             if not step_metrics["ok"]:

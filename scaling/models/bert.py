@@ -121,16 +121,14 @@ class Bert(nnx.Module):
         """Float32 vocabulary logits for hidden states [..., D]."""
         x = hidden
         if self.shape.head_transform:
-            x = x @ self.head_dense[...].astype(self.dtype)
+            x = L.dense(x, self.head_dense[...].astype(self.dtype))
             if self.shape.linear_bias:
                 x = x + self.head_dense_bias[...].astype(self.dtype)
             x = self.head_norm(jax.nn.gelu(x, approximate=False))
         if self.shape.tie_embeddings:
-            logits = jnp.einsum("...d,vd->...v", x, self.embedding[...].astype(self.dtype),
-                                preferred_element_type=jnp.float32)
+            logits = L.dense(x, self.embedding[...].astype(self.dtype).T, preferred_element_type=jnp.float32)
         else:
-            logits = jnp.einsum("...d,dv->...v", x, self.decoder[...].astype(self.dtype),
-                                preferred_element_type=jnp.float32)
+            logits = L.dense(x, self.decoder[...].astype(self.dtype), preferred_element_type=jnp.float32)
         return logits + self.decoder_bias_value[...] if self.shape.decoder_bias else logits
 
     def loss(self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None,

@@ -96,9 +96,8 @@ class T5(nnx.Module):
         x = L.dropout(self.decoder_norm(x), self.shape.dropout_rate, L.fold(rng, 2))
         if self.shape.tie_embeddings:
             x = x * self.shape.d_model ** -0.5
-            return jnp.einsum("btd,vd->btv", x, self.embedding[...].astype(self.dtype),
-                              preferred_element_type=jnp.float32)
-        return jnp.einsum("btd,dv->btv", x, self.lm_head[...].astype(self.dtype), preferred_element_type=jnp.float32)
+            return L.dense(x, self.embedding[...].astype(self.dtype).T, preferred_element_type=jnp.float32)
+        return L.dense(x, self.lm_head[...].astype(self.dtype), preferred_element_type=jnp.float32)
 
     def __call__(self, encoder_input_tokens: jax.Array, decoder_input_tokens: jax.Array) -> jax.Array:
         """Float32 logits [B, T, V] without dropout, for unpacked inputs (pad id 0 in the encoder input only).
