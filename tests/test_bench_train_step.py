@@ -81,3 +81,17 @@ def test_shapes_the_peer_cannot_express_are_refused():
     with pytest.raises(ValueError, match="cannot express"):
         train_step.peer_model(trainer.build_run(train_step.config_for("crammed-bert-nl1-dm32-ff64-nh2", batch=2,
                                                                       inputs=16, targets=4)).shape)
+
+
+def test_step_profile_splits_the_step_and_names_its_matmuls():
+    import step_profile
+
+    run = trainer.build_run(tiny("t5"))
+    state, batch = trainer.init_state(run), profile.synthetic_batch(run)
+    compiled = trainer.compile_steps(run, state, batch)
+    parts = step_profile.part_rows(run, state, batch, compiled, peak=1e11, repeats=1)
+    assert [p["part"] for p in parts] == ["forward", "forward+backward", "full step (+ optimizer)"]
+    assert all(p["seconds"] > 0 and p["fraction_of_peak"] > 0 for p in parts)
+    ops = step_profile.op_rows(run, trainer.init_state(run), batch, compiled, top=50)
+    assert ops and any(op["matmul"].startswith("contract lhs") for op in ops)
+    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and op["output"].startswith(("f32", "(")) for op in ops)
