@@ -100,7 +100,7 @@ def tokens_per_step(run: trainer.Run) -> int:
 # --------------------------------------------------------------------------------------------------- ours
 
 def ours(run: trainer.Run, batch: dict[str, jax.Array]) -> Step:
-    """The trainer's compiled micro-step and update, chained as one optimizer step (as `profile.profile`)."""
+    """One optimizer step as the trainer runs it (`Compiled.step`, as `profile.profile` times it)."""
     state = trainer.init_state(run)
     compiled = trainer.compile_steps(run, state, batch)
     key = jax.random.key(run.config.seed)

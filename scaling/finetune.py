@@ -44,18 +44,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import seqio
 from flax import nnx
 
 from scaling import checkpoints, models, optim, parallel, scores, shapes, trainer
-from scaling.data import downstream
+from scaling.convert import store
+from scaling.data import downstream, tasks
 from scaling.data import vocab as vocab_lib
 from scaling.models import heads
 
 FINETUNED_FORMAT = "scaling-finetuned/1"
 FINETUNED_FILE = "finetune.json"
-PARAMS_DIR = "params"
 RESULT_FILE = "result.json"
 CSV_COLUMNS = ("model", "task", "seed", "split", "score", "metrics", "train_examples", "eval_examples", "steps",
                "seconds")
@@ -161,8 +160,6 @@ def _check_vocabulary(vocabulary: seqio.Vocabulary, shape: shapes.Shape, source:
 
 def load_backbone(path: str | os.PathLike, vocabulary: str | None = None) -> Backbone:
     """The pretrained parameters of a pretraining workdir or a converted checkpoint, on the default device."""
-    from scaling.convert import store
-
     path = Path(path)
     if (path / FINETUNED_FILE).is_file():
         raise FinetuneError(f"{path} is already finetuned (it has {FINETUNED_FILE}); start from the pretrained "
@@ -182,7 +179,7 @@ def load_backbone(path: str | os.PathLike, vocabulary: str | None = None) -> Bac
             if ckpt.latest_step() is None:
                 raise FinetuneError(f"{path / 'checkpoints'} holds no checkpoint yet; train first")
             params = ckpt.restore(checkpoints.abstract_like(state, _single_device(state))).state["params"]
-        vocab = _vocabulary(vocabulary, _task_vocabulary(pretrain.data.task))
+        vocab = _vocabulary(vocabulary, tasks.vocabulary(pretrain.data.task))
     else:
         raise FinetuneError(f"{path} is neither a pretraining workdir (config.json + checkpoints/) nor a converted "
                             f"checkpoint (shape.json + params/)")
@@ -193,13 +190,6 @@ def load_backbone(path: str | os.PathLike, vocabulary: str | None = None) -> Bac
 def _single_device(tree: Any) -> Any:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda _: device, tree)
-
-
-def _task_vocabulary(task: str) -> seqio.Vocabulary:
-    from scaling.data import tasks  # noqa: F401  (registers the tasks)
-
-    features = seqio.get_mixture_or_task(task).output_features
-    return features["inputs" if "inputs" in features else "targets"].vocabulary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,9 +205,7 @@ class Finetuned:
 
 def save_finetuned(directory: Path, shape: shapes.Shape, task: str, params: nnx.State,
                    vocabulary: seqio.Vocabulary, extra: dict[str, Any]) -> None:
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory.absolute() / PARAMS_DIR, params, force=True)
-        checkpointer.wait_until_finished()
+    store.save_params(params, directory)
     spm = getattr(vocabulary, "sentencepiece_model_file", None)
     record = {"format": FINETUNED_FORMAT, "task": task, "shape": dataclasses.asdict(shape),
               "vocabulary": None if spm == str(vocab_lib.DEFAULT_SPM_PATH) else spm, **extra}
@@ -241,12 +229,10 @@ def load_finetuned(directory: str | os.PathLike) -> Finetuned:
     task = downstream.get_task(record["task"])
     abstract = nnx.split(build_model(shape, task, abstract=True))[1]
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            params = checkpointer.restore(directory.absolute() / PARAMS_DIR,
-                                          checkpoints.abstract_like(abstract, _single_device(abstract)))
+        params = store.restore_params(directory, checkpoints.abstract_like(abstract, _single_device(abstract)))
     except Exception as error:  # orbax raises many types for missing or truncated files
-        raise FinetuneError(f"{directory / PARAMS_DIR} could not be restored ({type(error).__name__}: {error}); "
-                            f"rerun the finetuning that wrote it") from error
+        raise FinetuneError(f"{directory / store.PARAMS_DIR} could not be restored ({type(error).__name__}: "
+                            f"{error}); rerun the finetuning that wrote it") from error
     return Finetuned(shape, task.name, params, _vocabulary(record.get("vocabulary"), None), record)
 
 
@@ -399,6 +385,11 @@ class Session:
     tx: optax.GradientTransformation
     _steps: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @functools.cached_property
+    def candidates(self) -> np.ndarray:
+        """[C, T] target tokens of every candidate T5 ranks (encoded once; the decode length is T)."""
+        return target_tokens(candidate_texts(self.task), self.vocabulary)
+
     @property
     def encoder_decoder(self) -> bool:
         return self.shape.is_encoder_decoder
@@ -492,14 +483,13 @@ class Session:
             return self._exact_match(params, batch["encoder_input_tokens"])
         if "rank" not in self._steps:
             self._steps["rank"] = jax.jit(functools.partial(_rank_scores, self.graphdef))
-        candidates = jnp.asarray(target_tokens(candidate_texts(self.task), self.vocabulary))
-        return values[np.asarray(self._steps["rank"](params, batch["encoder_input_tokens"], candidates)).argmax(-1)]
+        scores_ = self._steps["rank"](params, batch["encoder_input_tokens"], jnp.asarray(self.candidates))
+        return values[np.asarray(scores_).argmax(-1)]
 
     def _exact_match(self, params: nnx.State, tokens: jax.Array) -> np.ndarray:
         from scaling import decode
 
-        length = target_tokens(candidate_texts(self.task), self.vocabulary).shape[1]
-        decoded = np.asarray(decode.greedy(nnx.merge(self.graphdef, params), tokens, length))
+        decoded = np.asarray(decode.greedy(nnx.merge(self.graphdef, params), tokens, self.candidates.shape[1]))
         missing = -1 if self.task.kind == "classification" else math.nan
         out = []
         for row in decoded:
@@ -600,16 +590,16 @@ def summarize(rows: list[dict[str, Any]], workdir: Path, print_fn: Callable[[str
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "metrics": json.dumps(row["metrics"], sort_keys=True)})
-    tasks: dict[str, Any] = {}
+    per_task: dict[str, Any] = {}
     for name in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == name]
         metric_names = mine[0]["metrics"].keys()
-        tasks[name] = {"seeds": [r["seed"] for r in mine],
+        per_task[name] = {"seeds": [r["seed"] for r in mine],
                        "median": {m: statistics.median(r["metrics"][m] for r in mine) for m in metric_names}}
-    summary = {"model": rows[0]["model"] if rows else None, "tasks": tasks,
-               "aggregate": scores.aggregate({n: t["median"]["score"] for n, t in tasks.items()})}
+    summary = {"model": rows[0]["model"] if rows else None, "tasks": per_task,
+               "aggregate": scores.aggregate({n: t["median"]["score"] for n, t in per_task.items()})}
     _write_json(workdir / "results.json", summary)
-    for name, t in tasks.items():
+    for name, t in per_task.items():
         print_fn(f"{name}: median score {t['median']['score']:.4f} over seeds {t['seeds']}")
     print_fn(f"aggregate: {summary['aggregate']:.4f}")
     return summary

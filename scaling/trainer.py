@@ -158,18 +158,11 @@ class Run:
         return {"params": self.param_shardings, "opt_state": self.opt_shardings}
 
 
-def _vocab_size(task: str) -> int:
-    import seqio
-
-    from scaling.data import tasks  # noqa: F401  (registers the tasks)
-
-    features = seqio.get_mixture_or_task(task).output_features
-    return features["inputs" if "inputs" in features else "targets"].vocabulary.vocab_size
-
-
 def resolve_shape(config: ml_collections.ConfigDict) -> shapes.Shape:
     """The shape a config trains: `config.model.name` with its vocabulary size and dropout rate resolved."""
-    vocab_size = config.model.vocab_size or 128 * math.ceil(_vocab_size(config.data.task) / 128)
+    from scaling.data import tasks
+
+    vocab_size = config.model.vocab_size or 128 * math.ceil(tasks.vocabulary(config.data.task).vocab_size / 128)
     overrides: dict[str, Any] = {"vocab_size": vocab_size}
     if config.model.dropout_rate is not None:
         overrides["dropout_rate"] = config.model.dropout_rate

@@ -144,6 +144,17 @@ def test_finetuned_t5_decodes_label_words(pretrained, tmp_path):
     assert loaded.shape.is_encoder_decoder and loaded.vocabulary.vocab_size == vocab_lib.DEFAULT_VOCAB_SIZE
 
 
+def test_t5_regression_ranks_the_rounded_values(pretrained):
+    """A regression task is ranked over every rounded value, so predictions are values of the task's grid."""
+    config = small_config(pretrained["t5"], max_eval_examples=20)
+    backbone = finetune.load_backbone(config.init_from)
+    session = finetune.make_session(backbone.shape, backbone.vocabulary, "movie_ratings", config)
+    grid = {float(v) for v in session.task.regression_values()}
+    assert session.candidates.shape[0] == len(grid) == 17  # −4 … 4 in steps of 0.5
+    predictions = session.predict(finetune.initial_params(session, backbone, 0))
+    assert predictions.shape == (20,) and set(predictions.tolist()) <= grid
+
+
 def test_bad_input_is_named(pretrained, tmp_path):
     with pytest.raises(finetune.FinetuneError, match="init_from is not set"):
         finetune.validate(finetune.default_config())

@@ -31,14 +31,20 @@ def save(model: T5, directory: str | os.PathLike, source: str) -> Path:
     directory = Path(directory).absolute()
     if (directory / SHAPE_FILE).exists() or (directory / PARAMS_DIR).exists():
         raise FileExistsError(f"{directory} already holds a converted checkpoint; choose a new directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / PARAMS_DIR, nnx.state(model, nnx.Param))
-        checkpointer.wait_until_finished()
+    save_params(nnx.state(model, nnx.Param), directory)
     record = {"format": FORMAT, "name": model.shape.name, "source": source,
               "shape": dataclasses.asdict(model.shape)}
     (directory / SHAPE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return directory
+
+
+def save_params(params: Any, directory: str | os.PathLike) -> None:
+    """Writes `params` (an nnx.State) to `directory/params`, replacing what is there."""
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / PARAMS_DIR, params, force=True)
+        checkpointer.wait_until_finished()
 
 
 def is_converted(directory: str | os.PathLike) -> bool:

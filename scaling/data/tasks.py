@@ -138,6 +138,12 @@ class PreparedTfdsSource(seqio.TfdsDataSource):
         return super().get_dataset(split, shuffle, seed, shard_info, **kw)
 
 
+def vocabulary(task: str) -> seqio.Vocabulary:
+    """The vocabulary a registered task tokenizes with (its inputs', or targets' for MLM-only features)."""
+    features = seqio.get_mixture_or_task(task).output_features
+    return features["inputs" if "inputs" in features else "targets"].vocabulary
+
+
 def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary, shuffle_buffer: int | None) -> str:
     """Registers `spec` in seqio (replacing an earlier task of that name) and in `_SPECS`."""
     key = "targets" if spec.objective == "span_corruption" else "inputs"

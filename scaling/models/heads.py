@@ -24,8 +24,6 @@ class SequenceClassifier(nnx.Module):
             raise ValueError(f"num_outputs = {num_outputs}: a head needs at least one output")
         d, init = backbone.shape.d_model, L.normal(0.02)
         self.backbone = backbone
-        self.shape = backbone.shape
-        self.num_outputs = num_outputs
         self.pooler = L.param(rngs, init, (d, d), ("embed", "mlp"))
         self.pooler_bias = L.param(rngs, jax.nn.initializers.zeros, (d,), ("mlp",))
         self.classifier = L.param(rngs, init, (d, num_outputs), ("mlp", None))
@@ -37,7 +35,7 @@ class SequenceClassifier(nnx.Module):
         hidden = self.backbone.encode(tokens, token_types=token_types, rng=L.fold(rng, 0))[:, 0]
         dtype = self.backbone.dtype
         pooled = jnp.tanh(hidden @ self.pooler[...].astype(dtype) + self.pooler_bias[...].astype(dtype))
-        pooled = L.dropout(pooled, self.shape.dropout_rate, L.fold(rng, 1))
+        pooled = L.dropout(pooled, self.backbone.shape.dropout_rate, L.fold(rng, 1))
         return (pooled.astype(jnp.float32) @ self.classifier[...]) + self.classifier_bias[...]
 
 
