@@ -339,6 +339,47 @@ def parse(name: str, **overrides) -> Shape:
     return dataclasses.replace(base, **{**fields, **overrides})
 
 
+# Fields a name's knobs already set; switches are the rest (architecture choices with no knob).
+_KNOB_FIELDS = ("family", "preset", "num_encoder_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads",
+                "d_kv", "vocab_size", "shared_heads", "tied_kv")
+
+
+def parse_switches(text: str) -> dict[str, object]:
+    """``"norm_position=pre,linear_bias=false,norm_eps=1e-6"`` → typed Shape field overrides.
+
+    This is how a config varies an architecture switch that has no knob (Cramming's Table 5 ablations turn the
+    crammed BERT's switches back one at a time). Sizes stay in the name, where they round-trip.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Shape)}
+    switches: dict[str, object] = {}
+    for item in (t.strip() for t in (text or "").split(",")):
+        if not item:
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep:
+            raise ShapeError(f"switch {item!r}: write FIELD=VALUE, e.g. norm_position=pre")
+        if key in _KNOB_FIELDS:
+            raise ShapeError(f"switch {key!r} is set by the shape name (NL/EL/DL/DM/FF/NH/KV/SH/SKV), not a switch")
+        if key not in fields:
+            switchable = sorted(set(fields) - set(_KNOB_FIELDS))
+            raise ShapeError(f"switch {key!r}: not a Shape field; switches are {switchable}")
+        kind = fields[key].type
+        try:
+            if kind == "bool":
+                if value.lower() not in ("true", "false"):
+                    raise ValueError("use true or false")
+                switches[key] = value.lower() == "true"
+            elif kind == "int":
+                switches[key] = int(value)
+            elif kind == "float":
+                switches[key] = float(value)
+            else:  # a Literal: validate() names the accepted values
+                switches[key] = value
+        except ValueError as e:
+            raise ShapeError(f"switch {key}={value!r}: {e}") from None
+    return switches
+
+
 def get(name_or_shape: str | Shape, **overrides) -> Shape:
     if isinstance(name_or_shape, Shape):
         return dataclasses.replace(name_or_shape, **overrides) if overrides else name_or_shape

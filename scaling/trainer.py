@@ -59,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
             "name": "small",              # any shape name: small-nl24, NL32-XL, crammed-bert …
             "vocab_size": placeholder(int),  # None: the data vocabulary's size rounded up to a multiple of 128
             "dropout_rate": placeholder(float),  # None: the shape's own rate
+            "switches": "",               # architecture switches, e.g. "norm_position=post,linear_bias=true"
             "dtype": "auto",              # compute dtype: auto = bfloat16 on accelerators, float32 on CPU
             "remat": "none",              # none | full | dots (rematerialise scanned layers)
         },
@@ -112,6 +113,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         shapes.parse(config.model.name)
     except shapes.ShapeError as e:
         fail("model.name", f"is not a valid shape: {e}")
+    try:
+        shapes.parse(config.model.name, **shapes.parse_switches(config.model.get("switches", "")))
+    except shapes.ShapeError as e:
+        fail("model.switches", f"= {config.model.switches!r}: {e}")
     budget_lib.Budget.from_config(config.budget)
     optim.make_schedule(config.optimizer)
     optim.make_optimizer(config.optimizer)
@@ -163,7 +168,11 @@ def resolve_shape(config: ml_collections.ConfigDict) -> shapes.Shape:
     from scaling.data import tasks
 
     vocab_size = config.model.vocab_size or 128 * math.ceil(tasks.vocabulary(config.data.task).vocab_size / 128)
-    overrides: dict[str, Any] = {"vocab_size": vocab_size}
+    try:
+        overrides: dict[str, Any] = {**shapes.parse_switches(config.model.get("switches", "")),
+                                     "vocab_size": vocab_size}
+    except shapes.ShapeError as e:
+        raise ConfigError(f"config.model.switches: {e}") from None
     if config.model.dropout_rate is not None:
         overrides["dropout_rate"] = config.model.dropout_rate
     try:

@@ -1,0 +1,84 @@
+"""Study 3, *Cramming* (Geiping & Goldstein 2023) in miniature: the crammed BERT against the original BERT and
+the Table 5 ablations, every one under the same wall-clock budget, and the budget-tied one-cycle schedule
+against a constant and a cosine one.
+
+    python -m scaling.study --config=configs/study_cramming.py --out=/tmp/study-cramming
+
+Every run is a 4-layer, width-256 encoder (4 heads, FFN 1024) trained for the same 90 seconds on the embedded
+corpus, then finetuned on rotten_tomatoes with one global recipe. The three groups Cramming changes:
+
+- architecture — crammed: pre-norm, no biases, GLU FFN, scaled sinusoidal positions, final norm, sparse
+  prediction (``crammed-bert`` with the knobs below); original: ``bert-mini``, i.e. post-norm BERT;
+- training — crammed: AdamW at 1e-3 (β2 0.98, ε 1e-12, clipping 0.5), one-cycle tied to the budget, batch 64
+  reached by a ramp over 60% of it, no dropout; original: BERT's AdamW at 1e-4 (ε 1e-6, clipping 1), 1%
+  warmup then linear decay, fixed batch 16, dropout 0.1;
+- data — crammed: ``sotu_cramming_mlm`` (deduplicated, compression-filtered, sorted, 25% masking); original:
+  ``sotu_mlm`` (15% masking).
+
+Runs: ``crammed``; one group reset to the original (``original_data``, ``original_train``, ``original_arch``);
+the paper's minimal modifications (``minimal_train``: original training without dropout, cosine to zero with
+warmup, fixed batch 64; ``minimal_arch``: original architecture with pre-norm, sparse prediction and LayerNorm
+ε 1e-6); ``original_bert`` (all three original); and the crammed recipe with a constant or a cosine schedule.
+About 30 minutes on 2 CPU cores; ``:smoke`` is CI's one-minute form.
+"""
+
+from scaling import study
+
+CRAMMED = "crammed-bert-nl4-dm256-ff1k-nh4"
+ORIGINAL = "bert-mini"  # 4 layers, width 256, 4 heads, FFN 1024: the same knobs, BERT's switches
+ORIGINAL_TRAIN = {
+    "batch_size": 16, "micro_batch_size": None, "model": {"dropout_rate": 0.1},
+    "optimizer": {"learning_rate": 1e-4, "b2": 0.999, "eps": 1e-6, "grad_clip_norm": 1.0, "schedule": "linear",
+                  "warmup_fraction": 0.01, "batch_ramp_fraction": 0.0},
+}
+MINIMAL_TRAIN = {
+    "micro_batch_size": None,
+    "optimizer": {"learning_rate": 1e-4, "b2": 0.999, "eps": 1e-6, "grad_clip_norm": 1.0, "schedule": "cosine",
+                  "warmup_fraction": 0.1, "batch_ramp_fraction": 0.0},
+}
+ORIGINAL_DATA = {"data": {"task": "sotu_mlm"}}
+
+
+def _arch(name: str, switches: str = "") -> dict:
+    return {"model": {"name": name, "switches": switches}}
+
+
+def get_config(variant: str = ""):
+    if variant not in ("", "smoke"):
+        raise ValueError(f"configs/study_cramming.py:{variant}: the only variant is 'smoke'")
+    config = study.default_config()
+    config.name = config.kind = "cramming"
+    config.recipe = "configs/crammed_bert.py"
+    config.budget = "seconds:90"
+    config.common = {
+        "model": {"name": CRAMMED, "vocab_size": None, "dropout_rate": 0.0},
+        "data": {"task": "sotu_cramming_mlm", "inputs_length": 128, "eval_batches": 8},
+        "batch_size": 64, "micro_batch_size": 16,
+        "log_every_steps": 5, "eval_every_steps": 0,
+        "checkpoint": {"save_interval_steps": 200},
+    }
+    runs = {
+        "crammed": {},
+        "original_data": ORIGINAL_DATA,
+        "original_train": ORIGINAL_TRAIN,
+        "original_arch": _arch(ORIGINAL),
+        "minimal_train": MINIMAL_TRAIN,
+        "minimal_arch": _arch(ORIGINAL, "norm_position=pre,sparse_prediction=true,norm_eps=1e-6"),
+        "original_bert": {**ORIGINAL_TRAIN, **ORIGINAL_DATA, "model": {"name": ORIGINAL, "dropout_rate": 0.1}},
+        "schedule_constant": {"optimizer": {"schedule": "constant", "warmup_fraction": 0.1}},
+        "schedule_cosine": {"optimizer": {"schedule": "cosine", "warmup_fraction": 0.1}},
+    }
+    config.runs, config.order = runs, ",".join(runs)  # a ConfigDict sorts its keys; order keeps ours
+    config.finetune.recipe = "configs/finetune.py:demo"
+    config.finetune.tasks = "rotten_tomatoes"
+    config.finetune.overrides = {"max_train_examples": 3000}
+    if variant == "smoke":
+        config.runs = {name: runs[name] for name in ("crammed", "original_bert")}
+        config.order = "crammed,original_bert"
+        config.budget = "seconds:4"
+        config.common.model.name = "crammed-bert-nl2-dm64-ff256-nh1"
+        config.runs.original_bert.model.name = "bert-tiny-dm64-ff256-nh1"
+        config.common.data.eval_batches = 1
+        config.common.log_every_steps = 2
+        config.finetune.overrides = {"max_train_examples": 64, "max_eval_examples": 64, "epochs": 1}
+    return config
