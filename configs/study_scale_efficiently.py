@@ -37,8 +37,7 @@ def get_config(variant: str = ""):
     config.finetune.tasks = "rotten_tomatoes"
     config.finetune.overrides = {"max_train_examples": 1000, "max_eval_examples": 500, "epochs": 1}
     if variant == "smoke":
-        runs = {"base": "tiny-nl1-dm64-ff256-nh2-kv32", "nl2": "tiny-nl2-dm64-ff256-nh2-kv32",
-                "ff512": "tiny-nl1-dm64-ff512-nh2-kv32"}
+        runs = {"base": "tiny-nl1-dm64-ff256-nh2-kv32", "nl2": "tiny-nl2-dm64-ff256-nh2-kv32"}
         config.budget = "steps:4"
         config.common.data.eval_batches = 1
         config.common.log_every_steps = 2

@@ -158,6 +158,18 @@ def evaluate(task: ScoredTask, predictions: ArrayLike, labels: ArrayLike) -> dic
     return results
 
 
+def constant_baseline(task: ScoredTask, labels: ArrayLike) -> dict[str, float]:
+    """The best :func:`evaluate` result of answering one fixed value for every example: each class for a
+    classification task, the mean label for regression. A finetuned model that scores no higher learned nothing
+    the label distribution does not already give."""
+    labels = np.asarray(labels)
+    if task.kind == "classification":
+        candidates = [np.full(len(labels), c) for c in range(task.num_labels)]
+    else:
+        candidates = [np.full(len(labels), float(np.mean(labels)))]
+    return max((evaluate(task, c, labels) for c in candidates), key=lambda r: r["score"])
+
+
 def aggregate(scores: Mapping[str, float]) -> float:
     """The unweighted mean over tasks of their "score" (GLUE's average), in the same units as the scores."""
     if not scores:

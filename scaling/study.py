@@ -17,8 +17,8 @@ Stages go one at a time over all runs: every pretraining (the budgeted, timed pa
 share the machine with) before any profiling, and both before the untimed finetuning and compression.
 
 Then the tables go to ``--results`` (default ``notebooks/results/NAME``, which is what the repository ships):
-``runs.csv``, ``curves.csv``, ``profile.csv``, ``downstream.csv``, ``compression.csv``, ``errors.csv``,
-``study.json`` (command, date, hardware, software, seeds, stage seconds) and ``report.md``, whose tables and
+``runs.csv``, ``curves.csv``, ``profile.csv``, ``downstream.csv``, ``baselines.csv`` (the best constant
+answer's score per task), ``compression.csv``, ``errors.csv``, ``study.json`` (command, date, hardware, software, seeds, stage seconds) and ``report.md``, whose tables and
 findings :mod:`scaling.analysis.studies` computes from those files — nothing is typed in by hand.
 """
 
@@ -240,6 +240,22 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+    """Per finetuning task, the best score of a constant answer on the very examples the runs were scored on."""
+    from scaling import scores
+    from scaling.data import downstream
+
+    rows = []
+    for name in config.tasks.split(","):
+        examples = downstream.load(name.strip(), config.eval_split, data_dir=config.data_dir)
+        if config.max_eval_examples:
+            examples = examples.subset(config.max_eval_examples)
+        result = scores.constant_baseline(downstream.get_task(name.strip()), examples.labels)
+        rows.append({"task": name.strip(), "split": config.eval_split, "eval_examples": len(examples.labels),
+                     "score": result["score"]})
+    return rows
+
+
 def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collections.ConfigDict], out: Path,
             results: Path, *, command: str = "") -> Path:
     """Gathers every stage's files under ``out`` into the study's tables and report in ``results``."""
@@ -267,6 +283,8 @@ def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collectio
             if path.is_file():  # `model` becomes the run; the shape name stays in `shape`
                 rows += [{**row, "shape": row["model"], "model": name} for row in _read_csv(path)]
     _write_csv(results / "profile.csv", profiles)
+    if study.finetune.recipe:
+        _write_csv(results / "baselines.csv", constant_baselines(finetune_config(study, out)))
     _write_csv(results / "downstream.csv", downstream)
     _write_csv(results / "compression.csv", compression)
     _write_csv(results / "errors.csv", errors)

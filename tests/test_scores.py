@@ -175,3 +175,12 @@ def test_aggregate_is_the_unweighted_mean_over_tasks():
         scores.aggregate({})
     with pytest.raises(ValueError, match="glue_rte"):
         scores.aggregate({"glue_sst2": 0.9, "glue_rte": float("nan")})
+
+
+def test_constant_baseline_is_the_best_single_answer():
+    sentiment = downstream.get_task("rotten_tomatoes")  # score = mean(accuracy, F1 of the positive class)
+    labels = np.array([1, 1, 1, 0])
+    # all 1: accuracy 0.75, F1 = 2 * 0.75 / 1.75 = 0.857; all 0: accuracy 0.25, F1 0.
+    assert scores.constant_baseline(sentiment, labels)["score"] == pytest.approx((0.75 + 6 / 7) / 2)
+    ratings = downstream.get_task("movie_ratings")  # correlations of a constant are 0 by definition here
+    assert scores.constant_baseline(ratings, np.array([1.0, 2.0, 3.0]))["score"] == 0.0

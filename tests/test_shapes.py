@@ -119,3 +119,32 @@ def test_cli_json(capsys):
 def test_cli_rejects_unknown_name(capsys):
     assert shapes.main(["small-zz9"]) == 2
     assert "unknown knob" in capsys.readouterr().err
+
+
+def test_switches_parse_typed_and_refuse_knobs_and_unknown_fields():
+    assert shapes.parse_switches(" norm_position=pre, linear_bias=False,norm_eps=1e-6,relpos_buckets=16 ") == {
+        "norm_position": "pre", "linear_bias": False, "norm_eps": 1e-6, "relpos_buckets": 16}
+    assert shapes.parse_switches("") == {}
+    with pytest.raises(shapes.ShapeError, match="set by the shape name"):
+        shapes.parse_switches("d_model=128")
+    with pytest.raises(shapes.ShapeError, match="not a Shape field; switches are"):
+        shapes.parse_switches("norm_pos=pre")
+    with pytest.raises(shapes.ShapeError, match="use true or false"):
+        shapes.parse_switches("linear_bias=yes")
+    with pytest.raises(shapes.ShapeError, match="write FIELD=VALUE"):
+        shapes.parse_switches("sparse_prediction")
+    crammed = shapes.parse("crammed-bert", **shapes.parse_switches("norm_position=post,linear_bias=true"))
+    assert (crammed.norm_position, crammed.linear_bias, crammed.name) == ("post", True, "crammed-bert")
+
+
+def test_config_switches_reach_the_trained_shape_and_bad_ones_are_named():
+    from scaling import trainer
+
+    config = trainer.default_config()
+    config.model.name, config.data.task = "bert-mini", "sotu_mlm"
+    config.model.switches = "norm_position=pre,sparse_prediction=true"
+    shape = trainer.resolve_shape(config)
+    assert (shape.norm_position, shape.sparse_prediction, shape.num_encoder_layers) == ("pre", True, 4)
+    config.model.switches = "norm_position=middle"
+    with pytest.raises(trainer.ConfigError, match=r"config.model.switches = 'norm_position=middle'.*'pre', 'post'"):
+        trainer.validate(config)

@@ -120,7 +120,7 @@ def test_changed_knobs_and_knob_gains_from_a_table():
                          "flops_per_step": [1e9, 2e9, 4e9], "seconds_per_step": [1.0, 2.0, 1.5],
                          "eval_loss": [5.0, 4.5, 4.5]})
     assert list(studies.changed_knobs(runs.set_index("run"))) == ["base", "NL 2→4", "DM 256→512"]
-    data = {"runs": runs, "profile": pd.DataFrame(), "downstream": pd.DataFrame()}
+    data = {"runs": runs, "profile": pd.DataFrame(), "downstream": pd.DataFrame(), "baselines": pd.DataFrame()}
     analysis = studies.scale_efficiently(data)
     gains = analysis["tables"]["knob gains"].set_index("run")
     # 0.5 nats for one doubling of params (NL) against 0.5 for two doublings (DM): 0.5 and 0.25 per doubling.
@@ -172,3 +172,13 @@ def test_readme_quotes_the_reports():
         quoted = [line for line in findings if line in readme]
         assert quoted, f"the README quotes none of {name}'s findings verbatim"
         assert f"notebooks/results/{name}/report.md" in readme
+
+
+def test_runs_no_better_than_a_constant_answer_are_named():
+    downstream = pd.DataFrame({"run": ["a", "b"], "task": ["t", "t"], "score": [0.80, 0.62],
+                               "eval_examples": [1000, 1000]})
+    data = {"downstream": downstream, "baselines": pd.DataFrame({"task": ["t"], "score": [0.60]})}
+    # standard error sqrt(0.71 * 0.29 / 1000) = 0.0143: b (0.62) is within two of 0.60, a is not.
+    assert studies.baseline_findings(data, ["a", "b"]) == [
+        "On t the best constant answer scores 0.600; b score within two standard errors of it (no better than a "
+        "constant)."]

@@ -22,7 +22,7 @@ from scipy import stats
 from scaling.analysis import frontier
 from scaling.analysis.runs import RunError
 
-FILES = ("runs", "curves", "profile", "downstream", "compression")
+FILES = ("runs", "curves", "profile", "downstream", "baselines", "compression")
 KNOBS = {"NL": "num_encoder_layers", "DM": "d_model", "FF": "d_ff", "NH": "num_heads", "KV": "d_kv"}
 
 
@@ -76,6 +76,22 @@ def downstream_scores(downstream: pd.DataFrame) -> pd.DataFrame:
     if downstream.empty:
         return pd.DataFrame(columns=["run", "task", "score"])
     return downstream.groupby(["run", "task"], sort=False, as_index=False)["score"].median()
+
+
+def baseline_findings(data: dict[str, Any], order: Sequence[str]) -> list[str]:
+    """Which runs score no better than the best constant answer (plus two standard errors): they learned nothing
+    downstream, whatever their pretraining loss."""
+    if data["baselines"].empty or data["downstream"].empty:
+        return []
+    scores, noise = downstream_scores(data["downstream"]), standard_error(data["downstream"])
+    findings = []
+    for row in data["baselines"].itertuples():
+        mine = scores[scores["task"] == row.task].set_index("run")["score"]
+        flat = [r for r in order if r in mine.index and mine[r] <= row.score + 2 * noise]
+        findings.append(f"On {row.task} the best constant answer scores {row.score:.3f}; "
+                        + (f"{', '.join(flat)} score within two standard errors of it (no better than a constant)."
+                           if flat else "every run scores above it by more than two standard errors."))
+    return findings
 
 
 def _task_scores(data: dict[str, Any]) -> pd.DataFrame:
@@ -135,8 +151,8 @@ def train_large_then_compress(data: dict[str, Any]) -> dict[str, Any]:
     findings.append(f"After the full {runs['budget_amount'].iloc[0]:g}-second budget the lowest MLM eval loss is "
                     f"{best_eval}'s ({runs['eval_loss'][best_eval]:.3f}), with "
                     f"{runs['params'][best_eval] / 1e6:.1f} M parameters in {int(runs['steps'][best_eval])} steps.")
-    scores = _task_scores(data)
-    table = table.join(scores)
+    findings += baseline_findings(data, order)
+    table = table.join(_task_scores(data))
     tables = {"pretraining": table.reindex(order).reset_index()}
     compression = data["compression"]
     if not compression.empty:
@@ -225,6 +241,7 @@ def scale_efficiently(data: dict[str, Any]) -> dict[str, Any]:
                         f"({gains.at[best, column]:.3f} nats per doubling; base eval loss {base['eval_loss']:.3f}).")
         efficient = [f"{r} ({table.at[r, 'knob']})" for r in order if table.at[r, f"efficient_{title}"]]
         findings.append(f"Efficient against {title}: {', '.join(efficient)}.")
+    findings += baseline_findings(data, order)
     depth = [r for r in gains.index if gains.at[r, "knob"].startswith("NL") and "," not in gains.at[r, "knob"]]
     if depth:
         ranks = gains.drop(columns="knob").rank(ascending=False, method="min")
@@ -260,6 +277,7 @@ def cramming(data: dict[str, Any], reference: str = "crammed") -> dict[str, Any]
         ranked = table[column].sort_values(ascending=False)
         findings.append(f"Downstream {column.removeprefix('score_')}: " + ", ".join(
             f"{r} {s:.3f}" for r, s in ranked.items()) + f" (best: {ranked.index[0]}).")
+    findings += baseline_findings(data, order)
     if "original_bert" in table.index:
         findings.append(
             f"Crammed against original BERT under the same budget: {table.at[reference, 'steps']:.0f} vs "
@@ -280,7 +298,7 @@ REPORTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "cramming": cramming,
 }
 FORMATS = {"params": ",.0f", "steps": ".0f", "seconds": ".0f", "flops": ".3g", "flops_per_step": ".3g",
-           "tokens": ",.0f", "seconds_per_step": ".3f"}
+           "tokens": ",.0f", "seconds_per_step": ".3f", "learning_rate": "g", "dropout_rate": "g"}
 
 
 def analyse(results: str | Path) -> dict[str, Any]:
