@@ -83,9 +83,9 @@ def baseline_findings(data: dict[str, Any], order: Sequence[str]) -> list[str]:
     downstream, whatever their pretraining loss."""
     if data["baselines"].empty or data["downstream"].empty:
         return []
-    scores, noise = downstream_scores(data["downstream"]), standard_error(data["downstream"])
-    findings = []
+    scores, findings = downstream_scores(data["downstream"]), []
     for row in data["baselines"].itertuples():
+        noise = standard_error(data["downstream"][data["downstream"]["task"] == row.task])
         mine = scores[scores["task"] == row.task].set_index("run")["score"]
         flat = [r for r in order if r in mine.index and mine[r] <= row.score + 2 * noise]
         findings.append(f"On {row.task} the best constant answer scores {row.score:.3f}; "
