@@ -505,7 +505,8 @@ def _load_pruned(directory: Path, like: Any) -> tuple[Any, Any]:
     return state["params"], state["masks"]
 
 
-def _parse_numbers(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
+def parse_numbers(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
+    """``"8,6,4"`` → ``(8, 6, 4)``; a bad item names ``--flag`` and the expected form."""
     try:
         return tuple(kind(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -531,10 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = SweepSettings(
-            bits=_parse_numbers(args.bits, int, "bits"),
-            sparsities=_parse_numbers(args.sparsities, float, "sparsities"),
-            combined_bits=_parse_numbers(args.combined_bits, int, "combined_bits"),
-            granularity=args.granularity, scope=args.scope, exclude=_parse_numbers(args.exclude, str, "exclude"),
+            bits=parse_numbers(args.bits, int, "bits"),
+            sparsities=parse_numbers(args.sparsities, float, "sparsities"),
+            combined_bits=parse_numbers(args.combined_bits, int, "combined_bits"),
+            granularity=args.granularity, scope=args.scope, exclude=parse_numbers(args.exclude, str, "exclude"),
             recovery_target=args.recovery_target, recovery_epochs=args.recovery_epochs)
         path = sweep(args.finetuned, args.out, settings, max_eval_examples=args.max_eval_examples,
                      max_train_examples=args.max_train_examples)

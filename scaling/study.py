@@ -42,7 +42,7 @@ import ml_collections  # noqa: E402
 from scaling import sweep  # noqa: E402
 
 STAGES = ("pretrain", "profile", "finetune", "compress")
-RESULTS_ROOT = Path(__file__).resolve().parents[1] / "notebooks" / "results"
+RESULTS_ROOT = Path("notebooks") / "results"  # relative to the repository root, where configs/ paths resolve too
 CURVE_COLUMNS = ("run", "step", "seconds", "tokens", "flops", "learning_rate", "loss", "accuracy", "eval_loss",
                  "eval_accuracy")
 RUN_SETTINGS = {"task": "data.task", "switches": "model.switches", "dropout_rate": "model.dropout_rate",
@@ -144,14 +144,15 @@ def finetune_config(study: ml_collections.ConfigDict, pretrain_dir: Path) -> ml_
 
 
 def compress_settings(study: ml_collections.ConfigDict) -> Any:
+    """The study's ``compress`` block as :class:`scaling.compress.SweepSettings`, validated."""
     from scaling import compress
 
     c = study.compress
     try:
         settings = compress.SweepSettings(
-            bits=tuple(int(b) for b in str(c.bits).split(",") if b.strip()),
-            sparsities=tuple(float(s) for s in str(c.sparsities).split(",") if s.strip()),
-            combined_bits=tuple(int(b) for b in str(c.combined_bits).split(",") if b.strip()),
+            bits=compress.parse_numbers(str(c.bits), int, "config.compress.bits"),
+            sparsities=compress.parse_numbers(str(c.sparsities), float, "config.compress.sparsities"),
+            combined_bits=compress.parse_numbers(str(c.combined_bits), int, "config.compress.combined_bits"),
             recovery_epochs=float(c.recovery_epochs))
         settings.validate()
     except ValueError as e:
@@ -226,7 +227,9 @@ def _setting(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Writes ``rows`` (columns: the union, in first-seen order); no rows removes a table left by an earlier run."""
     if not rows:
+        path.unlink(missing_ok=True)
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as f:
@@ -242,16 +245,16 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Per finetuning task, the best score of a constant answer on the very examples the runs were scored on."""
-    from scaling import scores
+    from scaling import finetune, scores
     from scaling.data import downstream
 
     rows = []
-    for name in config.tasks.split(","):
-        examples = downstream.load(name.strip(), config.eval_split, data_dir=config.data_dir)
+    for name in finetune.parse_list(config.tasks):
+        examples = downstream.load(name, config.eval_split, data_dir=config.data_dir)
         if config.max_eval_examples:
             examples = examples.subset(config.max_eval_examples)
-        result = scores.constant_baseline(downstream.get_task(name.strip()), examples.labels)
-        rows.append({"task": name.strip(), "split": config.eval_split, "eval_examples": len(examples.labels),
+        result = scores.constant_baseline(downstream.get_task(name), examples.labels)
+        rows.append({"task": name, "split": config.eval_split, "eval_examples": len(examples.labels),
                      "score": result["score"]})
     return rows
 
@@ -282,9 +285,9 @@ def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collectio
             path = out / "compress" / name / file
             if path.is_file():  # `model` becomes the run; the shape name stays in `shape`
                 rows += [{**row, "shape": row["model"], "model": name} for row in _read_csv(path)]
+    ft_config = finetune_config(study, out) if study.finetune.recipe else None
     _write_csv(results / "profile.csv", profiles)
-    if study.finetune.recipe:
-        _write_csv(results / "baselines.csv", constant_baselines(finetune_config(study, out)))
+    _write_csv(results / "baselines.csv", constant_baselines(ft_config) if ft_config else [])
     _write_csv(results / "downstream.csv", downstream)
     _write_csv(results / "compression.csv", compression)
     _write_csv(results / "errors.csv", errors)
@@ -295,7 +298,7 @@ def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collectio
         "hardware": {**metrics.hardware_info(), "cpu_count": os.cpu_count()},
         "software": metrics.software_versions(),
         "pretrain_seeds": sorted({int(c.seed) for c in configs.values()}),
-        "finetune_seeds": str(finetune_config(study, out).seeds) if study.finetune.recipe else None,
+        "finetune_seeds": str(ft_config.seeds) if ft_config else None,
         "stage_seconds": clock,
         "total_seconds": round(sum(sum(s.values()) for s in clock.values()), 1),
         "study": json.loads(study.to_json_best_effort()),

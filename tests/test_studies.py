@@ -94,6 +94,8 @@ def test_smoke_study_runs_every_stage_and_resumes(path, tmp_path):
     assert list(runs["run"]) == study.run_names(config) and runs["completed"].all()
     assert set(pd.read_csv(results / "curves.csv")["run"]) == set(runs["run"])
     assert set(pd.read_csv(results / "downstream.csv")["run"]) == set(runs["run"])
+    baselines = pd.read_csv(results / "baselines.csv")
+    assert list(baselines["task"]) == config.finetune.tasks.split(",") and baselines["score"].between(-1, 1).all()
     if config.profile.steps:
         assert set(pd.read_csv(results / "profile.csv")["run"]) == set(runs["run"])
     if config.compress.enabled:
@@ -185,3 +187,15 @@ def test_runs_no_better_than_a_constant_answer_are_named():
     assert studies.baseline_findings(data, ["a", "b"]) == [
         "On t the best constant answer scores 0.600; b score within two standard errors of it (no better than a "
         "constant)."]
+
+
+def test_report_cli_names_a_folder_that_is_not_a_study(tmp_path, capsys):
+    assert studies.main([str(tmp_path)]) == 1
+    assert "no study.json" in capsys.readouterr().err
+
+
+def test_bad_compress_levels_name_the_field():
+    config = load(ROOT / "configs" / "study_train_large.py", "smoke")
+    config.compress.bits = "8,six"
+    with pytest.raises(study.StudyError, match=r"--config.compress.bits='8,six': use comma-separated int"):
+        study.compress_settings(config)

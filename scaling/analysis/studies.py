@@ -331,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m scaling.analysis.studies RESULTS_DIR [RESULTS_DIR ...]", file=sys.stderr)
         return 2
     for folder in folders:
-        text = report(folder)
+        try:
+            text = report(folder)
+        except (RunError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         (Path(folder) / "report.md").write_text(text)
         print(text)
     return 0
