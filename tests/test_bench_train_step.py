@@ -92,6 +92,46 @@ def test_step_profile_splits_the_step_and_names_its_matmuls():
     parts = step_profile.part_rows(run, state, batch, compiled, peak=1e11, repeats=1)
     assert [p["part"] for p in parts] == ["forward", "forward+backward", "full step (+ optimizer)"]
     assert all(p["seconds"] > 0 and p["fraction_of_peak"] > 0 for p in parts)
-    ops = step_profile.op_rows(run, trainer.init_state(run), batch, compiled, top=50)
-    assert ops and any(op["matmul"].startswith("contract lhs") for op in ops)
-    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and op["output"].startswith(("f32", "(")) for op in ops)
+    ops = step_profile.traced_ops(run, trainer.init_state(run), batch, compiled)
+    rows = step_profile.op_rows(ops, top=50)
+    assert rows and any(op["matmul"].startswith(("NN", "NT", "TN")) for op in rows)
+    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and op["output"].startswith(("f32", "(")) for op in rows)
+
+    matmuls = step_profile.matmul_rows(ops, peak=1e11, repeats=1)
+    each = [m for m in matmuls if not m["matmul"].startswith("all ")]
+    per_form, total = matmuls[len(each):-1], matmuls[-1]
+    assert {m["form"] for m in each} <= {"NN", "NT", "TN", "TT", "batched"} and "TN" in {m["form"] for m in each}
+    assert all(m["alone_ms"] > 0 and m["calls"] >= 1 for m in each)
+    assert [m["matmul"] for m in per_form] == [f"all {f}" for f in sorted({m["form"] for m in each})]
+    assert total["matmul"] == "all matmuls" and total["alone_ms"] == pytest.approx(sum(m["alone_ms"] for m in each))
+    assert sum(m["gflop"] for m in per_form) == pytest.approx(total["gflop"])
+    # The matmuls XLA compiled, counted by the trace, are exactly the FLOPs `scaling.accounting` charges a step.
+    assert total["gflop"] * 1e9 == pytest.approx(run.flops_per_example * run.config.batch_size, rel=1e-9)
+
+
+def test_step_profile_reads_matmuls_from_optimized_hlo():
+    import step_profile
+
+    hlo = """
+%fused_computation.65 (param_0.87: f32[1024,2048], param_1.105: f32[512,2048]) -> f32[1024,512] {
+  %param_0.87 = f32[1024,2048]{1,0} parameter(0)
+  %param_1.105 = f32[512,2048]{1,0} parameter(1)
+  ROOT %dot_general.229 = f32[1024,512]{1,0} dot(%param_0.87, %param_1.105), lhs_contracting_dims={1}, \
+rhs_contracting_dims={1}, metadata={op_name="dot_general"}
+}
+  %x.1 = f32[8,8,128,128]{3,2,1,0} parameter(0)
+  %y.2 = f32[8,8,128,64]{3,2,1,0} parameter(1)
+  %dot.7 = f32[8,8,128,64]{3,2,1,0} dot(%x.1, %y.2), lhs_batch_dims={0,1}, lhs_contracting_dims={3}, \
+rhs_batch_dims={0,1}, rhs_contracting_dims={2}
+  %a.3 = f32[1024,512]{1,0} parameter(2)
+  %b.4 = f32[1024,2048]{1,0} parameter(3)
+  %dot.132 = f32[512,2048]{1,0} dot(%a.3, %b.4), lhs_contracting_dims={0}, rhs_contracting_dims={0}
+"""
+    body = hlo[hlo.index("%fused"):hlo.index("}\n") + 1]
+    nt = step_profile.parse_matmul(body, hlo)
+    assert (nt.lhs, nt.rhs, nt.form, nt.flops) == ((1024, 2048), (512, 2048), "NT", 2 * 1024 * 512 * 2048)
+    batched = step_profile.parse_matmul(hlo[hlo.index("  %dot.7"):], hlo)
+    assert batched.form == "batched" and batched.flops == 2 * 8 * 8 * 128 * 64 * 128
+    tn = step_profile.parse_matmul(hlo[hlo.index("  %dot.132"):], hlo)
+    assert (tn.form, tn.flops, tn.dimension_numbers) == ("TN", 2 * 512 * 2048 * 1024, (((0,), (0,)), ((), ())))
+    assert step_profile.parse_matmul("  %add.1 = f32[4]{0} add(%p, %q)", hlo) is None
