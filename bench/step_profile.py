@@ -55,7 +55,8 @@ def best_seconds(fn: Any, *args: Any, repeats: int) -> float:
 
 def part_rows(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Compiled, peak: float,
               repeats: int) -> list[dict[str, Any]]:
-    """Forward, forward + backward, and the full step: seconds and FLOP/s against the peak."""
+    """Forward, forward + backward, the optimizer update alone (the separate program of a step that accumulates
+    micro-batches) and the full step: seconds and FLOP/s against the peak."""
     loss = trainer._loss_fn(run.graphdef, 0.0)
     forward = jax.jit(lambda p, b: loss(p, b, None)[0])
     grad = jax.jit(jax.grad(lambda p, b: loss(p, b, None)[0]))
@@ -72,6 +73,15 @@ def part_rows(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Comp
         seconds = best_seconds(fn, *args, repeats=repeats)
         rows.append({"part": part, "seconds": seconds, "flops_per_second": flops / seconds,
                      "fraction_of_peak": flops / seconds / peak})
+    grads, aux = trainer._grad_fn(run)(state["params"], batch, None)
+    update = jax.jit(trainer.update_fn(run), donate_argnums=(0, 1))  # donated as `compile_steps` does
+    times = []
+    for _ in range(repeats + 1):  # the first call compiles
+        start = time.perf_counter()
+        params, opt_state, _ = jax.block_until_ready(update(state["params"], state["opt_state"], grads, aux, 1e-3))
+        state = {"params": params, "opt_state": opt_state}
+        times.append(time.perf_counter() - start)
+    rows.append({"part": "optimizer update alone", "seconds": min(times[1:])})
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -298,21 +298,29 @@ def fused_step_fn(run: Run) -> Callable:
 
 
 def update_fn(run: Run) -> Callable:
-    """(params, opt_state, grads_sum, aux_sum, lr) → new state and step metrics; a non-finite step changes nothing."""
+    """(params, opt_state, grads_sum, aux_sum, lr) → new state and step metrics; a non-finite step changes nothing.
+
+    The skip is a `lax.cond`, not a select of new against old: a select reads both states again after the update,
+    which made the update program alone 1.7× slower (T5-small AdamW on CPU: 0.34 against 0.20 s; README, Benchmarks).
+    """
+
+    def apply(params, opt_state, grads, weight):
+        updates, new_opt_state = run.tx.update(jax.tree.map(lambda g: g / weight, grads), opt_state, params)
+        return optax.apply_updates(params, updates), new_opt_state
+
+    def keep(params, opt_state, grads, weight):
+        return params, opt_state
 
     def update(params, opt_state, grads, aux, lr):
         weight = jnp.maximum(aux["weight_sum"], 1.0)
-        grads = jax.tree.map(lambda g: g / weight, grads)
         loss = aux["loss_sum"] / weight
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = optax.tree.norm(grads) / weight
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(aux["z_loss_sum"])
         opt_state = optim.set_learning_rate(opt_state, lr)
-        updates, new_opt_state = run.tx.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        params, opt_state = jax.lax.cond(ok, apply, keep, params, opt_state, grads, weight)
         metrics_ = {"loss": loss, "accuracy": aux["correct_sum"] / weight, "z_loss": aux["z_loss_sum"] / weight,
                     "grad_norm": grad_norm, "weight": aux["weight_sum"], "ok": ok}
-        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state), metrics_
+        return params, opt_state, metrics_
 
     return update
 

@@ -129,6 +129,40 @@ def test_nan_skip_policy_keeps_going(tmp_path):
         assert (after["loss"] is None) == (after["skipped_steps"] > before["skipped_steps"])
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
+def test_update_applies_the_optimizer_to_mean_gradients_and_a_non_finite_step_changes_nothing(optimizer):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from scaling import optim
+
+    run = trainer.build_run(tiny_config(**{"optimizer.name": optimizer}))
+    state = trainer.init_state(run)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), state["params"])
+    aux = {"loss_sum": jnp.float32(12.0), "z_loss_sum": jnp.float32(0.0), "weight_sum": jnp.float32(4.0),
+           "correct_sum": jnp.float32(1.0)}
+    update = jax.jit(trainer.update_fn(run))
+    params, opt_state, metrics_ = update(state["params"], state["opt_state"], grads, aux, 1e-2)
+
+    expected_opt = optim.set_learning_rate(state["opt_state"], 1e-2)
+    mean_grads = jax.tree.map(lambda g: g / 4.0, grads)
+    updates, expected_opt = run.tx.update(mean_grads, expected_opt, state["params"])
+    expected = optax.apply_updates(state["params"], updates)
+    assert bool(metrics_["ok"]) and float(metrics_["loss"]) == pytest.approx(3.0)
+    assert float(metrics_["grad_norm"]) == pytest.approx(float(optax.tree.norm(mean_grads)), rel=1e-5)
+    for got, want in zip(jax.tree.leaves((params, opt_state)), jax.tree.leaves((expected, expected_opt))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state["params"])))
+
+    poisoned = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), grads)
+    params, opt_state, metrics_ = update(state["params"], state["opt_state"], poisoned, aux, 1e-2)
+    assert not bool(metrics_["ok"])
+    kept = optim.set_learning_rate(state["opt_state"], 1e-2)
+    for got, want in zip(jax.tree.leaves((params, opt_state)), jax.tree.leaves((state["params"], kept))):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("override,message", [
     ({"micro_batch_size": 3}, "micro_batch_size = 3 must divide batch_size = 4"),
     ({"model.name": "small-zz"}, "model.name is not a valid shape"),
