@@ -5,7 +5,8 @@ what the step's matmuls cost when each runs alone.
                                  [--repeats 3] [--matmul-repeats 10]
 
 Parts are timed as separate jitted programs (best of `--repeats`): the forward loss, the gradient (forward +
-backward) and the whole compiled step as the trainer runs it. Then one step is traced with `jax.profiler` and
+backward), the optimizer update alone (the program a step with accumulated micro-batches runs last) and the whole
+compiled step as the trainer runs it. Then one step is traced with `jax.profiler` and
 each op's time is joined to the optimized HLO of the step (`Compiled.executables`), so a row names the op's
 output shape and, for matmuls, its contracting dimensions. Op times can overlap (XLA:CPU runs independent ops
 on both cores at once), so they rank ops; they do not add up to the step.
