@@ -606,15 +606,12 @@ def summarize(rows: list[dict[str, Any]], workdir: Path, print_fn: Callable[[str
 
 
 def main(argv: list[str]) -> int:
-    from absl import app, flags, logging
+    from absl import flags
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    from scaling import cli
+
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
-    if config is None or workdir is None:
-        raise app.UsageError("give both --config=configs/finetune.py and --workdir=DIR")
+    cli.start(argv, "give both --config=configs/finetune.py and --workdir=DIR", config, workdir)
     try:
         run(config, workdir)
     except (FinetuneError, checkpoints.CheckpointError, downstream.DownstreamDataError, FileNotFoundError) as e:

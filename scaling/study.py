@@ -311,18 +311,13 @@ def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collectio
 # ------------------------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str]) -> int:
-    from absl import app, flags, logging
+    from absl import flags
 
-    from scaling import checkpoints, finetune, trainer
+    from scaling import checkpoints, cli, finetune, trainer
     from scaling.data import downstream
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     study, out = flags.FLAGS.config, flags.FLAGS.out
-    if study is None or out is None:
-        raise app.UsageError("give both --config=configs/study_NAME.py and --out=DIR")
+    cli.start(argv, "give both --config=configs/study_NAME.py and --out=DIR", study, out)
     command = shlex.join(["python", "-m", "scaling.study", *sys.argv[1:]])
     try:
         results = run_study(study, out, flags.FLAGS.results, command=command,

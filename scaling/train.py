@@ -12,23 +12,18 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tf.data runs on the host only; its device notes are noise
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from scaling import trainer
+from scaling import cli, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment file in configs/", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics.jsonl and summary.json go")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    cli.start(argv, "give both --config=configs/NAME.py and --workdir=DIR", _CONFIG.value, _WORKDIR.value)
     config = _CONFIG.value
-    if config is None or _WORKDIR.value is None:
-        raise app.UsageError("give both --config=configs/NAME.py and --workdir=DIR")
     from scaling import checkpoints, parallel
 
     parallel.initialize_distributed(config.parallel)

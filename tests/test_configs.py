@@ -78,3 +78,14 @@ def test_canonical_command_fails_fast_without_c4(tmp_path):
     assert proc.returncode == 1
     assert re.search(r"not prepared.*tfds build c4/en.*--config.data.task=sotu_span_corruption", proc.stderr)
     assert "small-nl24: 192,673,280 parameters" in proc.stdout
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("scaling.train", ["--config=configs/demo.py"], "give both --config=configs/NAME.py and --workdir=DIR"),
+    ("scaling.finetune", ["--workdir=/tmp/x"], "give both --config=configs/finetune.py and --workdir=DIR"),
+    ("scaling.study", ["--config=configs/study_cramming.py", "--out=/tmp/x", "extra"], "unexpected arguments"),
+])
+def test_commands_name_what_their_command_line_lacks(command, args, message):
+    proc = subprocess.run([sys.executable, "-m", command, *args], cwd=CONFIGS.parent, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and message in proc.stderr
