@@ -67,27 +67,22 @@ def part_rows(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Comp
     def step(s):
         return compiled.step(s, [batch] * run.full_microbatches, key, 1e-3)[0]
 
-    state = step(state)
+    grads, aux = trainer._grad_fn(run)(state["params"], batch, None)
+    update_program = jax.jit(trainer.update_fn(run), donate_argnums=(0, 1))  # donated as `compile_steps` does
+
+    def update(s):
+        params, opt_state, _ = update_program(s["params"], s["opt_state"], grads, aux, 1e-3)
+        return {"params": params, "opt_state": opt_state}
+
     rows = []
     for part, fn, args, flops in (("forward", forward, (state["params"], batch), train_flops / 3),
                                   ("forward+backward", grad, (state["params"], batch), train_flops)):
         seconds = best_seconds(fn, *args, repeats=repeats)
         rows.append({"part": part, "seconds": seconds, "flops_per_second": flops / seconds,
                      "fraction_of_peak": flops / seconds / peak})
-    grads, aux = trainer._grad_fn(run)(state["params"], batch, None)
-    update = jax.jit(trainer.update_fn(run), donate_argnums=(0, 1))  # donated as `compile_steps` does
-    times = []
-    for _ in range(repeats + 1):  # the first call compiles
-        start = time.perf_counter()
-        params, opt_state, _ = jax.block_until_ready(update(state["params"], state["opt_state"], grads, aux, 1e-3))
-        state = {"params": params, "opt_state": opt_state}
-        times.append(time.perf_counter() - start)
-    rows.append({"part": "optimizer update alone", "seconds": min(times[1:])})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state = jax.block_until_ready(step(state))
-        times.append(time.perf_counter() - start)
+    times, state = profile.chained_seconds(update, state, steps=repeats, warmup=1)  # the first call compiles
+    rows.append({"part": "optimizer update alone", "seconds": min(times)})
+    times, state = profile.chained_seconds(step, state, steps=repeats, warmup=1)
     seconds = min(times)
     rows.append({"part": "full step (+ optimizer)", "seconds": seconds, "flops_per_second": train_flops / seconds,
                  "fraction_of_peak": train_flops / seconds / peak})

@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,19 @@ def _device_peak_bytes() -> int | None:
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
+def chained_seconds(fn: Callable[[Any], Any], state: Any, *, steps: int, warmup: int) -> tuple[list[float], Any]:
+    """Wall seconds of `steps` calls of `state = fn(state)` after `warmup` untimed ones; each call takes the last
+    one's output, as programs that donate their state need."""
+    for _ in range(warmup):
+        state = jax.block_until_ready(fn(state))
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state = jax.block_until_ready(fn(state))
+        times.append(time.perf_counter() - start)
+    return times, state
+
+
 def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2,
             recipe: str = "") -> dict[str, Any]:
     """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`."""
@@ -123,13 +136,7 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     def step(state: dict[str, Any]) -> dict[str, Any]:
         return compiled.step(state, [batch] * run.full_microbatches, key, lr)[0]
 
-    for _ in range(warmup):
-        state = jax.block_until_ready(step(state))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state = jax.block_until_ready(step(state))
-        times.append(time.perf_counter() - start)
+    times, state = chained_seconds(step, state, steps=steps, warmup=warmup)
     per_step = float(np.mean(times))
     flops = run.flops_per_example * config.batch_size
     device = jax.devices()[0]

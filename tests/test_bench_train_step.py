@@ -1,6 +1,7 @@
 """bench/train_step.py on tiny shapes: rows are complete, and both sides train the same objective on the same batch."""
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def test_step_profile_splits_the_step_and_names_its_matmuls():
     ops = step_profile.traced_ops(run, trainer.init_state(run), batch, compiled)
     rows = step_profile.op_rows(ops, top=50)
     assert rows and any(op["matmul"].startswith(("NN", "NT", "TN")) for op in rows)
-    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and op["output"].startswith(("f32", "(")) for op in rows)
+    # Any op can rank high when the OS pauses it, so outputs are checked as HLO shapes, not as float32 ones.
+    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and re.match(r"\(|(f32|s32|u32|pred)\[", op["output"])
+               for op in rows)
 
     matmuls = step_profile.matmul_rows(ops, peak=1e11, repeats=1)
     each = [m for m in matmuls if not m["matmul"].startswith("all ")]
