@@ -15,7 +15,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
-from scaling import metrics, recipes  # noqa: E402
+from scaling.training import metrics  # noqa: E402
+from scaling.experiments import recipes
 
 
 def t5_config(shape: str, *, batch: int = 8, inputs: int = 128, targets: int = 32, optimizer: str = "adafactor",

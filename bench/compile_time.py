@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import emit, t5_config  # noqa: E402
 
-from scaling import profile  # noqa: E402
+from scaling.experiments import profile  # noqa: E402
 
 
 def main() -> None:

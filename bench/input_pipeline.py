@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import emit  # noqa: E402
 
-from scaling import profile  # noqa: E402
+from scaling.experiments import profile  # noqa: E402
 from scaling.data import pipeline  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import jax.numpy as jnp  # noqa: E402
 from common import emit, matmul_peak, t5_config  # noqa: E402
 
-from scaling import profile  # noqa: E402
+from scaling.experiments import profile  # noqa: E402
 
 
 def main() -> None:

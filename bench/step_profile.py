@@ -41,7 +41,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from common import emit, matmul_peak, t5_config  # noqa: E402
 
-from scaling import profile, trainer  # noqa: E402
+from scaling.experiments import profile  # noqa: E402
+from scaling.training import trainer
 
 
 def best_seconds(fn: Any, *args: Any, repeats: int) -> float:

@@ -55,7 +55,9 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from common import emit, t5_config  # noqa: E402
 
-from scaling import profile, recipes, shapes, trainer  # noqa: E402
+from scaling import shapes  # noqa: E402
+from scaling.experiments import profile, recipes
+from scaling.training import trainer
 from scaling.convert import hf  # noqa: E402
 
 Step = Callable[[], float]  # one full train step, finished on return; gives the step's loss

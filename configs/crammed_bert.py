@@ -1,6 +1,6 @@
 """Cramming: the crammed BERT, one day on one device (`--config.budget.amount=SECONDS` for another budget)."""
 
-from scaling import recipes
+from scaling.experiments import recipes
 
 
 def get_config():

@@ -3,7 +3,7 @@
     python -m scaling.train --config=configs/demo.py --workdir=/tmp/scaling-demo
 """
 
-from scaling import trainer
+from scaling.training import trainer
 
 
 def get_config():

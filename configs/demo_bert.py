@@ -3,7 +3,7 @@
     python -m scaling.train --config=configs/demo_bert.py --workdir=/tmp/scaling-demo-bert
 """
 
-from scaling import trainer
+from scaling.training import trainer
 
 
 def get_config():

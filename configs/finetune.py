@@ -12,7 +12,7 @@ texts are short), two epochs and one seed:
         --config.init_from=/tmp/scaling-demo
 """
 
-from scaling import finetune
+from scaling.downstream import finetune
 
 OFFLINE_SUITE = "rotten_tomatoes,movie_ratings,trec,sms_spam"
 

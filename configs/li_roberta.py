@@ -7,7 +7,7 @@ The argument is `l{3,6,12,18,24}-h{256,512,768,1024,1536}` (default l12-h768).
 
 import re
 
-from scaling import recipes
+from scaling.experiments import recipes
 
 
 def get_config(arg: str = "l12-h768"):

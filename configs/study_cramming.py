@@ -22,7 +22,7 @@ warmup, fixed batch 64; ``minimal_arch``: original architecture with pre-norm, s
 About 30 minutes on 2 CPU cores; ``:smoke`` is CI's one-minute form.
 """
 
-from scaling import study
+from scaling.experiments import study
 
 CRAMMED = "crammed-bert-nl4-dm256-ff1k-nh4"
 ORIGINAL = "bert-mini"  # 4 layers, width 256, 4 heads, FFN 1024: the same knobs, BERT's switches

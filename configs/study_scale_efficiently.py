@@ -11,7 +11,7 @@ finetuned on two tasks of the offline suite (rotten_tomatoes and sms_spam, 1000 
 scored by rank classification. About 25 minutes on 2 CPU cores; ``:smoke`` is CI's one-minute form.
 """
 
-from scaling import study, sweep
+from scaling.experiments import study, sweep
 
 BASE = "tiny-nl2"
 DOUBLED = {"nl": 4, "dm": 512, "ff": 2048, "nh": 8, "kv": 128}

@@ -11,7 +11,7 @@ the offline sentiment task (rotten_tomatoes), then quantized to 8/6/4 bits and p
 finetuning (Li et al. Sections 4.2–4.3). About 30 minutes on 2 CPU cores; ``:smoke`` is CI's one-minute form.
 """
 
-from scaling import study
+from scaling.experiments import study
 
 GRID = {"l2_h128": (2, 128), "l6_h128": (6, 128), "l2_h384": (2, 384), "l6_h384": (6, 384)}
 

@@ -1,6 +1,6 @@
 """Scale Efficiently, Table 4 row "XL": xl on C4 span corruption with the paper's recipe."""
 
-from scaling import recipes
+from scaling.experiments import recipes
 
 
 def get_config():

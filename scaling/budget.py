@@ -1,7 +1,8 @@
 """One notion of "fraction of the budget spent", whatever the budget is counted in.
 
 A run's budget is an amount of ``steps``, ``tokens``, ``flops`` or wall-clock ``seconds`` (config block
-``config.budget``: ``unit`` and ``amount``). The trainer keeps a :class:`Spent` record of all four — so every
+``config.budget``: ``unit`` and ``amount``), written one way on every command line: ``--config.budget=UNIT:AMOUNT``
+(:func:`parse`; ``hours:2`` is ``seconds:7200``). The trainer keeps a :class:`Spent` record of all four — so every
 log line can be plotted against any of them, whichever unit the run was budgeted in — and asks the
 :class:`Budget` for ``progress`` (drives budget-tied schedules and the batch ramp) and ``done``.
 
@@ -21,7 +22,10 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from scaling.errors import UserError
+
 UNITS = ("steps", "tokens", "flops", "seconds")
+SPELLINGS = {**{unit: (unit, 1.0) for unit in UNITS}, "hours": ("seconds", 3600.0)}  # UNIT of UNIT:AMOUNT
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -61,9 +65,9 @@ class Budget:
 
     def __post_init__(self):
         if self.unit not in UNITS:
-            raise ValueError(f"budget.unit={self.unit!r} is unknown; use one of {UNITS}")
+            raise UserError(f"budget.unit={self.unit!r} is unknown; use one of {UNITS}")
         if not (isinstance(self.amount, (int, float)) and math.isfinite(self.amount) and self.amount > 0):
-            raise ValueError(f"budget.amount={self.amount!r}: use a positive, finite amount of {self.unit}")
+            raise UserError(f"budget.amount={self.amount!r}: use a positive, finite amount of {self.unit}")
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> Budget:
@@ -88,6 +92,30 @@ class Budget:
             return math.ceil(self.amount)
         p = self.progress(spent)
         return math.ceil(spent.step / p) if p > 0 and spent.step > 0 else None
+
+
+def parse(text: str) -> tuple[str, float]:
+    """``UNIT:AMOUNT`` → ``(unit, amount)``, validated: the one spelling of a budget on every command line.
+
+    UNIT is one of :data:`UNITS` or ``hours`` (stored as seconds): ``steps:1000``, ``tokens:2e9``,
+    ``flops:3e15``, ``seconds:600``, ``hours:2`` → ``("seconds", 7200.0)``. The message of the
+    :class:`~scaling.errors.UserError` a bad one raises says what to write; callers prefix the field.
+    """
+    example = "write UNIT:AMOUNT, e.g. steps:1000 or hours:2, with UNIT one of " + ", ".join(SPELLINGS)
+    unit, sep, amount = str(text).partition(":")
+    unit = unit.strip().lower()
+    if not sep:
+        raise UserError(example)
+    if unit not in SPELLINGS:
+        raise UserError(f"unknown unit {unit!r}; {example}")
+    try:
+        number = float(amount)
+    except ValueError:
+        raise UserError(f"amount {amount.strip()!r} is not a number; {example}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise UserError(f"amount {number:g} must be positive and finite; {example}")
+    unit, scale = SPELLINGS[unit]
+    return unit, number * scale
 
 
 def agree_across_processes(seconds: float) -> float:

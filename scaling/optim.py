@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from scaling.errors import UserError
+
 Schedule = Callable[[jax.typing.ArrayLike, jax.typing.ArrayLike], jax.Array]
 
 OPTIMIZERS = ("adafactor", "adamw")
@@ -127,13 +129,13 @@ def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
     name = config.schedule
     peak = config.learning_rate
     if not peak > 0:
-        raise ValueError(f"optimizer.learning_rate={peak!r}: use a positive peak learning rate")
+        raise UserError(f"optimizer.learning_rate={peak!r}: use a positive peak learning rate")
     for field in ("warmup_fraction", "final_fraction"):
         if not 0.0 <= config[field] < 1.0:
-            raise ValueError(f"optimizer.{field}={config[field]!r}: use a fraction in [0, 1)")
+            raise UserError(f"optimizer.{field}={config[field]!r}: use a fraction in [0, 1)")
     if name == "inverse_sqrt":
         if not (isinstance(config.warmup_steps, int) and config.warmup_steps > 0):
-            raise ValueError(
+            raise UserError(
                 f"optimizer.warmup_steps={config.warmup_steps!r}: inverse_sqrt needs a positive integer "
                 "(T5 uses 10_000)"
             )
@@ -146,9 +148,9 @@ def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
         return cosine(peak, config.warmup_fraction, config.final_fraction)
     if name == "triangle":
         if not 0.0 <= config.peak_fraction < 1.0:
-            raise ValueError(f"optimizer.peak_fraction={config.peak_fraction!r}: use a fraction in [0, 1)")
+            raise UserError(f"optimizer.peak_fraction={config.peak_fraction!r}: use a fraction in [0, 1)")
         return triangle(peak, config.peak_fraction)
-    raise ValueError(f"optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}")
+    raise UserError(f"optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}")
 
 
 # ---------------------------------------------------------------- batch-size ramp
@@ -166,7 +168,7 @@ def microbatches_at(progress: float, full: int, ramp_fraction: float, start: int
     if not 1 <= start <= full:
         raise ValueError(f"start={start!r}: use 1 <= start <= full ({full})")
     if not 0.0 <= ramp_fraction <= 1.0:
-        raise ValueError(f"optimizer.batch_ramp_fraction={ramp_fraction!r}: use a fraction in [0, 1]")
+        raise UserError(f"optimizer.batch_ramp_fraction={ramp_fraction!r}: use a fraction in [0, 1]")
     if ramp_fraction == 0.0:
         return full
     fraction = min(1.0, max(0.0, progress) / ramp_fraction)
@@ -220,26 +222,29 @@ def _per_layer(inner: optax.GradientTransformation, stacked: Any) -> optax.Gradi
 
 def _validate(config: ml_collections.ConfigDict) -> None:
     if config.name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name={config.name!r} is unknown; use one of {OPTIMIZERS}")
+        raise UserError(f"optimizer.name={config.name!r} is unknown; use one of {OPTIMIZERS}")
+    if not (isinstance(config.learning_rate, (int, float)) and math.isfinite(config.learning_rate)
+            and config.learning_rate > 0):
+        raise UserError(f"optimizer.learning_rate={config.learning_rate!r}: use a positive peak learning rate")
     if config.grad_clip_norm < 0:
-        raise ValueError(f"optimizer.grad_clip_norm={config.grad_clip_norm!r}: use a positive norm, or 0 for off")
+        raise UserError(f"optimizer.grad_clip_norm={config.grad_clip_norm!r}: use a positive norm, or 0 for off")
     if config.weight_decay < 0:
-        raise ValueError(f"optimizer.weight_decay={config.weight_decay!r}: use a value >= 0")
+        raise UserError(f"optimizer.weight_decay={config.weight_decay!r}: use a value >= 0")
     if config.name == "adamw":
         for field in ("b1", "b2"):
             if not 0.0 <= config[field] < 1.0:
-                raise ValueError(f"optimizer.{field}={config[field]!r}: use a value in [0, 1)")
+                raise UserError(f"optimizer.{field}={config[field]!r}: use a value in [0, 1)")
         if not config.eps > 0:
-            raise ValueError(f"optimizer.eps={config.eps!r}: use a small positive number such as 1e-8")
+            raise UserError(f"optimizer.eps={config.eps!r}: use a small positive number such as 1e-8")
     else:
         if not 0.0 < config.decay_rate <= 1.0:
-            raise ValueError(f"optimizer.decay_rate={config.decay_rate!r}: use a value in (0, 1] (T5: 0.8)")
+            raise UserError(f"optimizer.decay_rate={config.decay_rate!r}: use a value in (0, 1] (T5: 0.8)")
         if config.clipping_threshold is not None and config.clipping_threshold < 1.0:
-            raise ValueError(
+            raise UserError(
                 f"optimizer.clipping_threshold={config.clipping_threshold!r}: use a value >= 1 (T5: 1.0) or None"
             )
         if config.momentum is not None and not 0.0 <= config.momentum < 1.0:
-            raise ValueError(f"optimizer.momentum={config.momentum!r}: use a value in [0, 1) or None")
+            raise UserError(f"optimizer.momentum={config.momentum!r}: use a value in [0, 1) or None")
 
 
 def make_optimizer(config: ml_collections.ConfigDict, param_specs: Any = None) -> optax.GradientTransformation:

@@ -28,7 +28,6 @@ MESH_AXES: tuple[str, ...] = ("data", "fsdp", "model")
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
     ("mlp", "model"),
     ("heads", "model"),
@@ -222,11 +221,6 @@ def derived_shardings(abstract_tree: Any, abstract_params: Any, shardings: Any, 
         return replicated
 
     return jax.tree_util.tree_map_with_path(one, abstract_tree)
-
-
-def batch_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:
-    """Sharding of a batch array: leading (batch) dimension split over the ``batch`` rule's mesh axes."""
-    return NamedSharding(mesh, PartitionSpec(_as_tuple(dict(rules).get("batch")) or None))
 
 
 def _cluster_detected() -> str | None:

@@ -1,221 +1,47 @@
-"""Measured throughput, memory and MFU of shapes on this hardware, without training or a dataset.
+"""`python -m scaling.profile NAME [NAME ...] [--config=configs/demo.py] [--steps=10] [--warmup=2]
+[--out=profile.csv] [--config.FIELD=VALUE ...]`
 
-    python -m scaling.profile NAME [NAME ...] [--recipe=configs/demo.py] [--steps=10] [--warmup=2]
-        [--out=profile.csv] [--config.FIELD=VALUE ...]
-
-For each shape the recipe's train step (every micro-batch of gradient accumulation, then the update) is
-compiled for the current devices exactly as the trainer compiles it (``build_run``, ``init_state``,
-``compile_steps``), fed synthetic batches of the task's shapes, and timed after ``--warmup`` steps with
-``block_until_ready``. A row per shape reports steps/s, tokens/s, achieved FLOP/s (analytic matmul FLOPs),
-MFU where :func:`scaling.metrics.peak_flops` knows the device, and memory: what XLA's ``memory_analysis()`` of
-the compiled executables says a step needs, and the device's own peak where it reports one (GPUs, TPUs).
-Rows are appended to ``--out`` (read by ``scaling.analysis.runs.read_table``) and name the device and
-software versions, so a throughput axis measured here is never mistaken for one measured elsewhere.
-
-Without ``--recipe`` a T5 shape gets *Scale Efficiently*'s recipe (batch 128, 512/114 tokens) and a BERT
-shape Cramming's (batch 8192 in micro-batches of 128, length 128): the papers' own step.
+Measures each shape's compiled train step on this hardware — steps/s, tokens/s, FLOP/s, MFU, memory — with
+synthetic batches, and appends a row per shape to --out; the library is :mod:`scaling.experiments.profile`.
+Without --config a T5 shape gets *Scale Efficiently*'s recipe and a BERT shape Cramming's.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime
-import math
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-
-from scaling import accounting, metrics, recipes, shapes, sweep, trainer  # noqa: E402
-from scaling.data import tasks  # noqa: E402
-
-COLUMNS = ("timestamp", "shape", "params", "batch_size", "micro_batch_size", "inputs_length", "targets_length",
-           "dtype", "remat", "steps_timed", "seconds_per_step", "seconds_per_step_std", "steps_per_second",
-           "tokens_per_second", "flops_per_step", "achieved_flops_per_second", "mfu", "compile_seconds",
-           "compiled_memory_bytes", "device_peak_bytes", "device_kind", "device_count", "platform", "python",
-           "jax", "jaxlib", "flax", "recipe")
+from scaling import cli
 
 
-def default_recipe(name: str) -> ml_collections.ConfigDict:
-    """The paper recipe of the shape's family (see the module docstring)."""
-    shape = shapes.parse(name)
-    if shape.is_encoder_decoder:
-        return recipes.scale_efficiently(name)
-    config = recipes.cramming()
-    config.model.name = name
-    return config
-
-
-def synthetic_batch(run: trainer.Run, seed: int = 0) -> dict[str, jax.Array]:
-    """One global micro-batch with the keys, dtypes and shapes the task's pipeline yields (see
-    :mod:`scaling.data.pipeline`): random non-special tokens, one segment per row, full loss weights."""
-    from scaling.data import pipeline
-
-    rng = np.random.default_rng(seed)
-    rows, vocab = run.micro_batch_size // jax.process_count(), run.shape.vocab_size
-    spec = tasks.task_spec(run.config.data.task)
-
-    def tokens(length: int) -> np.ndarray:
-        return rng.integers(2, vocab, (rows, length), dtype=np.int32)
-
-    def layout(length: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.ones((rows, length), np.int32), np.broadcast_to(np.arange(length, dtype=np.int32), (rows, length))
-
-    inputs = run.feature_lengths["inputs"]
-    enc_segments, enc_positions = layout(inputs)
-    batch = {"encoder_input_tokens": tokens(inputs), "encoder_segment_ids": enc_segments,
-             "encoder_positions": enc_positions.copy()}
-    if spec.objective == "mlm":
-        masked = math.ceil(spec.mask_rate * inputs)
-        positions = np.sort(np.stack([rng.choice(inputs, masked, replace=False) for _ in range(rows)]), axis=1)
-        weights = np.zeros((rows, inputs), np.float32)
-        np.put_along_axis(weights, positions, 1.0, axis=1)
-        batch.update(encoder_target_tokens=tokens(inputs), encoder_loss_weights=weights,
-                     mlm_positions=positions.astype(np.int32), mlm_weights=np.ones((rows, masked), np.float32))
-    else:
-        targets = run.feature_lengths["targets"]
-        dec_segments, dec_positions = layout(targets)
-        target_tokens = tokens(targets)
-        decoder_inputs = np.concatenate([np.zeros((rows, 1), np.int32), target_tokens[:, :-1]], axis=1)
-        batch.update(decoder_target_tokens=target_tokens, decoder_input_tokens=decoder_inputs,
-                     decoder_segment_ids=dec_segments, decoder_positions=dec_positions.copy(),
-                     decoder_loss_weights=np.ones((rows, targets), np.float32))
-    return pipeline.make_global_batch(batch, run.mesh)
-
-
-def _compiled_bytes(executable: Any) -> int | None:
-    """Arguments + outputs + temporaries − aliased (donated) buffers of one executable, where XLA reports them."""
-    try:
-        m = executable.memory_analysis()
-    except (NotImplementedError, AttributeError, RuntimeError):
-        return None
-    if m is None:
-        return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
-
-
-def _device_peak_bytes() -> int | None:
-    stats = jax.local_devices()[0].memory_stats()
-    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
-
-
-def chained_seconds(fn: Callable[[Any], Any], state: Any, *, steps: int, warmup: int) -> tuple[list[float], Any]:
-    """Wall seconds of `steps` calls of `state = fn(state)` after `warmup` untimed ones; each call takes the last
-    one's output, as programs that donate their state need."""
-    for _ in range(warmup):
-        state = jax.block_until_ready(fn(state))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state = jax.block_until_ready(fn(state))
-        times.append(time.perf_counter() - start)
-    return times, state
-
-
-def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2,
-            recipe: str = "") -> dict[str, Any]:
-    """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`."""
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"steps = {steps} must be >= 1 and warmup = {warmup} >= 0")
-    run = trainer.build_run(config)
-    state = trainer.init_state(run)
-    batch = synthetic_batch(run)
-    compiled = trainer.compile_steps(run, state, batch)
-    key = jax.random.key(0)
-    lr = jax.numpy.float32(run.schedule(0.0, 0))  # the rate's value does not change the step's cost
-
-    def step(state: dict[str, Any]) -> dict[str, Any]:
-        return compiled.step(state, [batch] * run.full_microbatches, key, lr)[0]
-
-    times, state = chained_seconds(step, state, steps=steps, warmup=warmup)
-    per_step = float(np.mean(times))
-    flops = run.flops_per_example * config.batch_size
-    device = jax.devices()[0]
-    peak = metrics.peak_flops(device.device_kind)
-    memory = [_compiled_bytes(e) for e in compiled.executables]
-    software = metrics.software_versions()
-    return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "shape": run.shape.name, "params": accounting.param_counts(run.shape).total,
-        "batch_size": config.batch_size, "micro_batch_size": run.micro_batch_size,
-        "inputs_length": run.sequence.inputs, "targets_length": run.sequence.targets,
-        "dtype": np.dtype(run.dtype).name, "remat": config.model.remat, "steps_timed": steps,
-        "seconds_per_step": per_step, "seconds_per_step_std": float(np.std(times)),
-        "steps_per_second": 1.0 / per_step, "tokens_per_second": config.batch_size * run.sequence.tokens / per_step,
-        "flops_per_step": flops, "achieved_flops_per_second": flops / per_step,
-        "mfu": flops / per_step / (peak * jax.device_count()) if peak else None,
-        "compile_seconds": compiled.seconds,
-        "compiled_memory_bytes": max(memory) if all(m is not None for m in memory) else None,
-        "device_peak_bytes": _device_peak_bytes(),
-        "device_kind": device.device_kind, "device_count": jax.device_count(), "platform": device.platform,
-        "python": software["python"], "jax": software["jax"], "jaxlib": software["jaxlib"],
-        "flax": software["flax"], "recipe": recipe,
-    }
-
-
-def describe(row: dict[str, Any]) -> str:
-    """One console line for a profile row."""
-    mfu = f", MFU {row['mfu']:.1%}" if row["mfu"] is not None else ""
-    memory = row["device_peak_bytes"] or row["compiled_memory_bytes"]
-    memory_text = f", memory {memory / 2**20:,.0f} MiB" if memory else ""
-    return (f"{row['shape']}: {row['steps_per_second']:.3g} steps/s, {row['tokens_per_second']:,.0f} tokens/s, "
-            f"{row['achieved_flops_per_second']:.3g} FLOP/s{mfu}{memory_text} "
-            f"({row['device_kind']} x{row['device_count']})")
-
-
-def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Appends rows to a CSV with :data:`COLUMNS`, writing the header first for a new file."""
-    path = Path(path)
-    if path.exists() and path.stat().st_size:
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), [])
-        if tuple(header) != COLUMNS:
-            raise ValueError(f"{path} has columns {header}, not this profiler's {list(COLUMNS)}; use another --out")
-    new = not path.exists() or not path.stat().st_size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaling.profile", description=__doc__.split("\n\n")[0],
-                                     epilog="Any --config.FIELD=VALUE overrides the recipe, as in scaling.train.")
+def _profile(argv: list[str]) -> int:
+    parser = cli.config_parser("python -m scaling.profile", __doc__, required=False,
+                               config_help="config file (configs/NAME.py[:ARG]); default: the paper recipe")
     parser.add_argument("names", nargs="+", metavar="NAME", help="shape names, e.g. small-nl24 NL32-XL")
-    parser.add_argument("--recipe", help="config file (configs/NAME.py[:ARG]); default: the paper recipe")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--out", default="profile.csv", help="CSV the rows are appended to")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    overrides = sweep.config_overrides(parser, rest)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default %(default)s)")
+    parser.add_argument("--out", default="profile.csv", help="CSV the rows are appended to (default %(default)s)")
+    args = parser.parse_args(argv)
+    from scaling.experiments import configfiles, profile
+
     rows = []
     try:
         for name in args.names:
-            config = sweep.load_recipe(args.recipe) if args.recipe else default_recipe(name)
-            sweep.apply_overrides(config, overrides)
+            config = configfiles.load(args.config) if args.config else profile.default_recipe(name)
+            configfiles.apply_overrides(config, args.overrides)
             config.model.name = name
-            row = profile(config, steps=args.steps, warmup=args.warmup, recipe=args.recipe or "paper")
+            row = profile.profile(config, steps=args.steps, warmup=args.warmup, recipe=args.config or "paper")
             rows.append(row)
-            print(describe(row), flush=True)
-    except (shapes.ShapeError, trainer.ConfigError, sweep.SweepError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
+            print(profile.describe(row), flush=True)
+    finally:  # the shapes measured before a failure keep their rows
         if rows:
-            append_rows(args.out, rows)
+            profile.append_rows(args.out, rows)
     print(f"appended {len(rows)} row(s) to {args.out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_profile, argv)
 
 
 if __name__ == "__main__":

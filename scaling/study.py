@@ -1,341 +1,41 @@
-"""Studies: one paper's headline experiment in miniature, end to end with the project's own stages.
+"""`python -m scaling.study --config=configs/study_cramming.py[:smoke] --out=DIR [--results=DIR]
+[--config.FIELD=VALUE ...]`
 
-    python -m scaling.study --config=configs/study_cramming.py[:smoke] --out=DIR [--results=DIR]
-        [--config.FIELD=VALUE ...]
-
-A study file (``configs/study_*.py``) names pretraining runs — a recipe, overrides shared by every run, one
-budget, and each run's own overrides — and the stages that follow each run:
-
-1. **pretrain** with :func:`scaling.trainer.train` into ``DIR/pretrain/RUN`` (skipped when finished, resumed
-   from its checkpoint when interrupted, as in :mod:`scaling.sweep`);
-2. **profile** its train step with :func:`scaling.profile.profile` into ``DIR/profile/RUN.csv`` (measured
-   throughput, when ``profile.steps`` is set);
-3. **finetune** it with :func:`scaling.finetune.run` into ``DIR/finetune/RUN`` (a finished task/seed is kept);
-4. **compress** its first task's seed-0 model with :func:`scaling.compress.sweep` into ``DIR/compress/RUN``.
-
-Stages go one at a time over all runs: every pretraining (the budgeted, timed part, which nothing else should
-share the machine with) before any profiling, and both before the untimed finetuning and compression.
-
-Then the tables go to ``--results`` (default ``notebooks/results/NAME``, which is what the repository ships):
-``runs.csv``, ``curves.csv``, ``profile.csv``, ``downstream.csv``, ``baselines.csv`` (the best constant
-answer's score per task), ``compression.csv``, ``errors.csv``, ``study.json`` (command, date, hardware, software, seeds, stage seconds) and ``report.md``, whose tables and
-findings :mod:`scaling.analysis.studies` computes from those files — nothing is typed in by hand.
+Runs one paper's headline experiment in miniature — pretraining, profiling, finetuning and compression of every
+run the study file names, all resumable under DIR — then writes its tables and report.md; the library is
+:mod:`scaling.experiments.study`. `--config.budget=UNIT:AMOUNT` changes every run's budget.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime
-import json
-import os
 import shlex
 import sys
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import ml_collections  # noqa: E402
-
-from scaling import sweep  # noqa: E402
-
-STAGES = ("pretrain", "profile", "finetune", "compress")
-RESULTS_ROOT = Path("notebooks") / "results"  # relative to the repository root, where configs/ paths resolve too
-CURVE_COLUMNS = ("run", "step", "seconds", "tokens", "flops", "learning_rate", "loss", "accuracy", "eval_loss",
-                 "eval_accuracy")
-RUN_SETTINGS = {"task": "data.task", "switches": "model.switches", "dropout_rate": "model.dropout_rate",
-                "optimizer": "optimizer.name", "schedule": "optimizer.schedule",
-                "learning_rate": "optimizer.learning_rate", "micro_batch_size": "micro_batch_size",
-                "batch_ramp_fraction": "optimizer.batch_ramp_fraction", "seed": "seed"}
+from scaling import cli
 
 
-class StudyError(ValueError):
-    """A study file that cannot run: the message names the field and the fix."""
+def _study(argv: list[str]) -> int:
+    parser = cli.config_parser("python -m scaling.study", __doc__,
+                               config_help="study file, e.g. configs/study_cramming.py or its :smoke form")
+    parser.add_argument("--out", required=True, help="where checkpoints and every stage's outputs go (resumable)")
+    parser.add_argument("--results", default=None,
+                        help="where the tables and report go (default notebooks/results/NAME)")
+    args = parser.parse_args(argv)
+    from scaling.experiments import configfiles, study
 
-
-def default_config() -> ml_collections.ConfigDict:
-    """Every field a study file sets; ``configs/study_*.py`` start from it."""
-    return ml_collections.ConfigDict({
-        "name": "",               # results folder name under notebooks/results/
-        "kind": "",               # which report: scaling.analysis.studies.REPORTS
-        "recipe": "",             # pretraining config file every run starts from (configs/NAME.py[:ARG])
-        "budget": "",             # UNIT:AMOUNT, the same for every run (scaling.budget units)
-        "common": {},             # nested overrides applied to every run, e.g. {"batch_size": 16}
-        "runs": {},               # RUN: nested overrides of that run; RUN names its folders and rows
-        "order": "",              # comma-separated RUN names: the order runs go in and are reported
-        "profile": {"steps": 0, "warmup": 2},                 # steps 0: no profile stage
-        "finetune": {"recipe": "", "tasks": "", "overrides": {}},  # recipe "": no finetuning
-        "compress": {"enabled": False, "bits": "8,6,4", "sparsities": "0.15,0.3,0.45,0.6,0.75,0.9",
-                     "combined_bits": "4", "recovery_epochs": 1.0, "max_eval_examples": 0,
-                     "max_train_examples": 0},
-    })
-
-
-# ------------------------------------------------------------------------------------------ expansion
-
-def merge(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], where: str) -> None:
-    """Sets each (nested) override on ``config``; a field the recipe does not have is an error naming it."""
-    for key, value in overrides.items():
-        if key not in config:
-            raise StudyError(f"{where}.{key}: the recipe has no such field")
-        if isinstance(value, Mapping):
-            if not isinstance(config[key], ml_collections.ConfigDict):
-                raise StudyError(f"{where}.{key}: {key} is a value, not a group of fields")
-            merge(config[key], value, f"{where}.{key}")
-        else:
-            try:
-                config[key] = value
-            except TypeError as e:
-                raise StudyError(f"{where}.{key} = {value!r}: {e}") from None
-
-
-def run_names(study: ml_collections.ConfigDict) -> list[str]:
-    """The runs in ``order`` (every run must be listed once), or sorted when no order is given."""
-    names = list(study.runs.keys())
-    if not names:
-        raise StudyError("config.runs is empty: a study needs at least one run")
-    if not study.order:
-        return sorted(names)
-    order = [n.strip() for n in study.order.split(",") if n.strip()]
-    if sorted(order) != sorted(names):
-        raise StudyError(f"config.order {order} must list every run of config.runs {sorted(names)} once")
-    return order
-
-
-def pretrain_configs(study: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
-    """Each run's full training config: the recipe, ``common``, the run's overrides, the shared budget."""
-    from scaling import trainer
-
-    for field in ("name", "kind", "recipe", "budget"):
-        if not study[field]:
-            raise StudyError(f"config.{field} is not set")
-    try:
-        unit, amount = sweep.parse_budget(study.budget)
-        recipe = sweep.load_recipe(study.recipe)
-    except sweep.SweepError as e:
-        raise StudyError(f"config: {e}") from None
-    configs = {}
-    for name in run_names(study):
-        config = ml_collections.ConfigDict(recipe.to_dict())
-        merge(config, study.common.to_dict(), "config.common")
-        merge(config, study.runs[name].to_dict(), f"config.runs.{name}")
-        config.budget.unit, config.budget.amount = unit, amount
-        try:
-            trainer.validate(config)
-        except trainer.ConfigError as e:
-            raise StudyError(f"run {name}: {e}") from None
-        configs[name] = config
-    return configs
-
-
-def finetune_config(study: ml_collections.ConfigDict, pretrain_dir: Path) -> ml_collections.ConfigDict:
-    """The finetuning recipe with the study's overrides, starting from ``pretrain_dir``."""
-    try:
-        config = sweep.load_recipe(study.finetune.recipe)
-    except sweep.SweepError as e:
-        raise StudyError(f"config.finetune: {e}") from None
-    merge(config, study.finetune.overrides.to_dict(), "config.finetune.overrides")
-    if study.finetune.tasks:
-        config.tasks = study.finetune.tasks
-    config.init_from = str(pretrain_dir)
-    return config
-
-
-def compress_settings(study: ml_collections.ConfigDict) -> Any:
-    """The study's ``compress`` block as :class:`scaling.compress.SweepSettings`, validated."""
-    from scaling import compress
-
-    c = study.compress
-    try:
-        settings = compress.SweepSettings(
-            bits=compress.parse_numbers(str(c.bits), int, "config.compress.bits"),
-            sparsities=compress.parse_numbers(str(c.sparsities), float, "config.compress.sparsities"),
-            combined_bits=compress.parse_numbers(str(c.combined_bits), int, "config.compress.combined_bits"),
-            recovery_epochs=float(c.recovery_epochs))
-        settings.validate()
-    except ValueError as e:
-        raise StudyError(f"config.compress: {e}") from None
-    return settings
-
-
-# ------------------------------------------------------------------------------------------ the stages
-
-class _Clock:
-    """Seconds each stage of each run took, kept in ``DIR/stage_seconds.json`` across resumptions."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.seconds: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def record(self, run: str, stage: str, seconds: float) -> None:
-        self.seconds.setdefault(run, {})[stage] = round(self.seconds.get(run, {}).get(stage, 0.0) + seconds, 1)
-        self.path.write_text(json.dumps(self.seconds, indent=2) + "\n")
-
-
-def run_study(study: ml_collections.ConfigDict, out: str | Path, results: str | Path | None = None, *,
-              command: str = "", print_fn: Callable[[str], None] = print) -> Path:
-    """Runs every unfinished stage of every run, then writes the tables and report; returns the results dir."""
-    from scaling import compress, finetune, profile, trainer
-
-    out = Path(out)
-    configs = pretrain_configs(study)
-    settings = compress_settings(study) if study.compress.enabled else None
-    if settings is not None and not study.finetune.recipe:
-        raise StudyError("config.compress.enabled needs a finetuning stage: set config.finetune.recipe")
-    out.mkdir(parents=True, exist_ok=True)
-    clock = _Clock(out / "stage_seconds.json")
-
-    def timed(name: str, stage: str, work: Callable[[], Any]) -> None:
-        start = time.perf_counter()
-        work()
-        clock.record(name, stage, time.perf_counter() - start)
-
-    # Stage by stage, so that every budgeted (timed) stage runs before the untimed downstream work.
-    for name, config in configs.items():
-        workdir = out / "pretrain" / name
-        if not sweep.is_finished(workdir):
-            print_fn(f"[study] {name}: pretraining {config.model.name} in {workdir}")
-            timed(name, "pretrain", lambda: trainer.train(config, workdir, print_fn=print_fn))
-    for name, config in configs.items() if study.profile.steps else ():
-        path = out / "profile" / f"{name}.csv"
-        if not path.is_file():
-            print_fn(f"[study] {name}: profiling the train step")
-            timed(name, "profile", lambda: profile.append_rows(path, [profile.profile(
-                config, steps=study.profile.steps, warmup=study.profile.warmup, recipe=study.recipe)]))
-    for name in configs if study.finetune.recipe else ():
-        ft_config, ft_dir = finetune_config(study, out / "pretrain" / name), out / "finetune" / name
-        print_fn(f"[study] {name}: finetuning on {ft_config.tasks}")
-        timed(name, "finetune", lambda: finetune.run(ft_config, ft_dir, print_fn=print_fn))
-        if settings is not None:
-            task, seed = finetune.parse_list(ft_config.tasks)[0], finetune.parse_seeds(ft_config.seeds)[0]
-            print_fn(f"[study] {name}: compressing its {task} model (seed {seed})")
-            timed(name, "compress", lambda: compress.sweep(
-                ft_dir / task / f"seed_{seed}", out / "compress" / name, settings,
-                max_eval_examples=study.compress.max_eval_examples or None,
-                max_train_examples=study.compress.max_train_examples or None, print_fn=print_fn))
-    return collect(study, configs, out, Path(results) if results else RESULTS_ROOT / study.name, command=command)
-
-
-# ------------------------------------------------------------------------------------------ collection
-
-def _setting(config: ml_collections.ConfigDict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config[part]
-    return config
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Writes ``rows`` (columns: the union, in first-seen order); no rows removes a table left by an earlier run."""
-    if not rows:
-        path.unlink(missing_ok=True)
-        return
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
-    """Per finetuning task, the best score of a constant answer on the very examples the runs were scored on."""
-    from scaling import finetune, scores
-    from scaling.data import downstream
-
-    rows = []
-    for name in finetune.parse_list(config.tasks):
-        examples = downstream.load(name, config.eval_split, data_dir=config.data_dir)
-        if config.max_eval_examples:
-            examples = examples.subset(config.max_eval_examples)
-        result = scores.constant_baseline(downstream.get_task(name), examples.labels)
-        rows.append({"task": name, "split": config.eval_split, "eval_examples": len(examples.labels),
-                     "score": result["score"]})
-    return rows
-
-
-def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collections.ConfigDict], out: Path,
-            results: Path, *, command: str = "") -> Path:
-    """Gathers every stage's files under ``out`` into the study's tables and report in ``results``."""
-    from scaling import metrics
-    from scaling.analysis import runs, studies
-
-    results.mkdir(parents=True, exist_ok=True)
-    names = list(configs)
-    table = runs.load_runs(*(out / "pretrain" / n for n in names))
-    for column, dotted in RUN_SETTINGS.items():
-        table[column] = [_setting(configs[n], dotted) for n in names]
-    table["order"] = range(len(names))
-    table = table.drop(columns=["workdir"])
-    table.to_csv(results / "runs.csv", index=False)
-    curves = runs.load_curves(*(out / "pretrain" / n for n in names))
-    curves[[c for c in CURVE_COLUMNS if c in curves.columns]].to_csv(results / "curves.csv", index=False)
-    downstream, compression, errors, profiles = [], [], [], []
-    for name in names:
-        if (out / "profile" / f"{name}.csv").is_file():
-            profiles += [{"run": name, **row} for row in _read_csv(out / "profile" / f"{name}.csv")]
-        if (out / "finetune" / name / "finetune.csv").is_file():
-            downstream += [{"run": name, **row} for row in _read_csv(out / "finetune" / name / "finetune.csv")]
-        for file, rows in (("compression.csv", compression), ("errors.csv", errors)):
-            path = out / "compress" / name / file
-            if path.is_file():  # `model` becomes the run; the shape name stays in `shape`
-                rows += [{**row, "shape": row["model"], "model": name} for row in _read_csv(path)]
-    ft_config = finetune_config(study, out) if study.finetune.recipe else None
-    _write_csv(results / "profile.csv", profiles)
-    _write_csv(results / "baselines.csv", constant_baselines(ft_config) if ft_config else [])
-    _write_csv(results / "downstream.csv", downstream)
-    _write_csv(results / "compression.csv", compression)
-    _write_csv(results / "errors.csv", errors)
-    clock = _Clock(out / "stage_seconds.json").seconds
-    record = {
-        "name": study.name, "kind": study.kind, "command": command,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": {**metrics.hardware_info(), "cpu_count": os.cpu_count()},
-        "software": metrics.software_versions(),
-        "pretrain_seeds": sorted({int(c.seed) for c in configs.values()}),
-        "finetune_seeds": str(ft_config.seeds) if ft_config else None,
-        "stage_seconds": clock,
-        "total_seconds": round(sum(sum(s.values()) for s in clock.values()), 1),
-        "study": json.loads(study.to_json_best_effort()),
-    }
-    (results / "study.json").write_text(json.dumps(record, indent=2) + "\n")
-    (results / "report.md").write_text(studies.report(results))
-    return results
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-
-def main(argv: list[str]) -> int:
-    from absl import flags
-
-    from scaling import checkpoints, cli, finetune, trainer
-    from scaling.data import downstream
-
-    study, out = flags.FLAGS.config, flags.FLAGS.out
-    cli.start(argv, "give both --config=configs/study_NAME.py and --out=DIR", study, out)
-    command = shlex.join(["python", "-m", "scaling.study", *sys.argv[1:]])
-    try:
-        results = run_study(study, out, flags.FLAGS.results, command=command,
-                            print_fn=lambda line: print(line, flush=True))
-    except (StudyError, trainer.ConfigError, trainer.NonFiniteLossError, finetune.FinetuneError,
-            checkpoints.CheckpointError, downstream.DownstreamDataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    config = configfiles.load_with_overrides(args.config, args.overrides)
+    results = study.run_study(config, args.out, args.results, command=shlex.join(["python", "-m", "scaling.study",
+                                                                                 *argv]),
+                              print_fn=lambda line: print(line, flush=True))
     print((results / "report.md").read_text())
     print(f"[study] tables and report in {results}")
     return 0
 
 
-if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_study, argv)
 
-    config_flags.DEFINE_config_file("config", None, "study file, e.g. configs/study_cramming.py")
-    flags.DEFINE_string("out", None, "where checkpoints and every stage's outputs go (resumable)")
-    flags.DEFINE_string("results", None, "where the tables and report go (default notebooks/results/NAME)")
-    app.run(main)
+
+if __name__ == "__main__":
+    sys.exit(main())

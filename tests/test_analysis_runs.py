@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_run(workdir: Path, name: str = "tiny-nl2", layers: int = 2, steps: int = 20, completed: bool = True) -> Path:
-    """A workdir as the trainer writes it (the fields of scaling.metrics and trainer.train's summary)."""
+    """A workdir as the trainer writes it (the fields of scaling.training.metrics and trainer.train's summary)."""
     workdir.mkdir(parents=True)
     records = [{"step": s, "loss": 6.0 - 0.1 * s, "accuracy": 0.01 * s, "tokens": 100 * s, "flops": 1e9 * s,
                 "seconds": 0.5 * s, "compile_seconds": 3.0, "tokens_per_second": 200.0} for s in range(5, steps + 1, 5)]
@@ -110,6 +110,6 @@ def test_compression_results_plug_in_by_columns(tmp_path):
 
 def test_analysis_never_imports_jax_or_tensorflow():
     code = ("import sys, scaling.analysis, scaling.analysis.plots; "
-            "bad = [m for m in ('jax', 'jaxlib', 'flax', 'tensorflow', 'scaling.trainer') if m in sys.modules]; "
+            "bad = [m for m in ('jax', 'jaxlib', 'flax', 'tensorflow', 'scaling.training.trainer') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)

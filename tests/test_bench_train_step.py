@@ -16,7 +16,8 @@ pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import train_step  # noqa: E402
 
-from scaling import profile, trainer  # noqa: E402
+from scaling.experiments import profile  # noqa: E402
+from scaling.training import trainer
 from scaling.convert import hf  # noqa: E402
 
 TINY = {"t5": "tiny-nl1-dm32-ff64-nh2-kv16", "bert": "bert-tiny-nl1-dm32-ff64-nh2"}

@@ -60,7 +60,8 @@ def test_two_processes_agree_on_process_0_clock():
         port = s.getsockname()[1]
     code = textwrap.dedent(f"""
         import sys, jax
-        from scaling import budget, checkpoints, parallel
+        from scaling import budget, parallel
+        from scaling.training import checkpoints
         pid = int(sys.argv[1])
         cfg = parallel.default_config()
         cfg.coordinator_address, cfg.num_processes, cfg.process_id = "127.0.0.1:{port}", 2, pid

@@ -15,8 +15,8 @@ import optax
 import pytest
 from flax import nnx
 
-from scaling import checkpoints
-from scaling.checkpoints import Checkpointer, CheckpointError
+from scaling.training import checkpoints
+from scaling.training.checkpoints import Checkpointer, CheckpointError
 
 flax.config.update("flax_always_shard_variable", False)
 
@@ -138,7 +138,7 @@ def test_kill_9_during_save_keeps_previous_checkpoint(tmp_path):
     # The child finishes step 1, starts an async save of step 2 and SIGKILLs itself before it can commit.
     proc = run_python(f"""
         import os, signal, jax.numpy as jnp
-        from scaling.checkpoints import Checkpointer
+        from scaling.training.checkpoints import Checkpointer
         ckpt = Checkpointer({str(tmp_path)!r}, save_interval_steps=1)
         ckpt.save(1, {{"x": jnp.ones((256,))}}, {{"step": 1}})
         ckpt.wait()
@@ -159,7 +159,8 @@ def test_restore_onto_a_different_mesh(tmp_path):
     proc = run_python(f"""
         import jax, jax.numpy as jnp, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
-        from scaling import checkpoints, parallel
+        from scaling import parallel
+        from scaling.training import checkpoints
         def mesh(data, fsdp, model):
             cfg = parallel.default_config(); cfg.data, cfg.fsdp, cfg.model = data, fsdp, model
             return parallel.make_mesh(cfg)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling import compress, models, shapes
+from scaling import models, shapes
+from scaling.downstream import compress
 
 EPS32 = np.finfo(np.float32).eps
 

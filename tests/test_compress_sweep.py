@@ -8,8 +8,9 @@ import pytest
 from test_finetune import pretrained, small_config  # noqa: F401  (pretrained is a fixture)
 from test_trainer import quiet
 
-from scaling import compress, finetune
+from scaling.downstream import compress, finetune
 from scaling.analysis import runs
+from scaling.training import artifact
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,9 @@ def test_sweep_writes_the_compression_table_and_resumes(finetuned, tmp_path):
                   for b in ("2", "8"))
     assert all(two[t] > eight[t] for t in types)  # fewer bits, larger error
 
-    pruned, masks = compress._load_pruned(tmp_path / "pruned" / "0.6", finetune.load_finetuned(finetuned).params)
-    for p, m in zip(jax.tree.leaves(pruned), jax.tree.leaves(masks)):
+    level = artifact.load(tmp_path / "pruned" / "0.6")  # a recovery run is a masked training workdir
+    assert level.masks is not None
+    for p, m in zip(jax.tree.leaves(level.params), jax.tree.leaves(level.masks)):
         assert not np.any(np.asarray(p)[~np.asarray(m)])
 
     rows_before = (tmp_path / compress.TABLE_FILE).read_text()
@@ -57,12 +59,13 @@ def test_sweep_writes_the_compression_table_and_resumes(finetuned, tmp_path):
     assert (tmp_path / compress.TABLE_FILE).read_text() == rows_before  # resumed: nothing recomputed
 
 
-def test_recovery_finetuning_keeps_pruned_weights_at_zero(finetuned):
+def test_recovery_finetuning_keeps_pruned_weights_at_zero(finetuned, tmp_path):
     model = finetune.load_finetuned(finetuned)
     config = small_config(finetuned)
     session = finetune.make_session(model.shape, model.vocabulary, model.task, config)
     pruned, masks = compress.magnitude_prune(model.params, 0.5)
-    trained, steps = session.train(pruned, seed=0, steps=3, masks=masks)
+    trained, _, steps = finetune.finetune(session, tmp_path, seed=0, steps=3, params=lambda: pruned, masks=masks,
+                                          print_fn=quiet)
     trained = jax.device_get(trained)
     assert steps == 3 and compress.nonzero_params(trained) <= compress.count_params(trained) - round(
         0.5 * compress.count_params(trained))

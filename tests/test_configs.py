@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scaling import accounting, shapes, trainer
+from scaling import accounting, shapes
+from scaling.training import trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -34,7 +35,7 @@ def test_every_config_validates(path):
 
 @pytest.mark.parametrize("variant", [None, "demo"])
 def test_finetune_config_is_crammings_global_recipe(variant):
-    from scaling import finetune
+    from scaling.downstream import finetune
 
     config = load(CONFIGS / "finetune.py", variant)
     config.init_from = "/pretrained"

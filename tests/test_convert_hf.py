@@ -13,8 +13,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file, save_file
 
-from scaling.convert import ConversionError, hf, store
+from scaling.convert import ConversionError, hf
+from scaling.training import artifact
 from scaling.convert.params import flat_arrays, infer_shape
+from scaling.data import vocab
 
 # d_kv × heads ≠ d_model in both; encoder depth ≠ decoder depth in both.
 V1_0 = {"vocab_size": 160, "d_model": 32, "d_kv": 8, "num_heads": 3, "d_ff": 48, "num_layers": 2, "num_decoder_layers": 1}
@@ -174,25 +176,28 @@ def test_command_line_import_train_and_export(tmp_path, capsys):
     """import-hf → train 2 steps from it (learning rate 1e-9) → export-hf of the workdir = the original model."""
     from test_trainer import quiet, tiny_config
 
-    from scaling import trainer
+    from scaling.training import trainer
     from scaling.convert.__main__ import main as convert_main
 
     shape = {"vocab_size": 8192, "d_model": 32, "d_kv": 16, "num_heads": 2, "d_ff": 64, "num_layers": 1}
     peer = random_hf(tmp_path / "hf", **shape)
     assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
     assert "tiny-nl1-dm32-ff64-nh2-kv16" in capsys.readouterr().out
-    assert store.load_shape(tmp_path / "ours").vocab_size == 8192
-    assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 1  # never overwrites
-    assert "already holds" in capsys.readouterr().err
+    assert artifact.load_shape(tmp_path / "ours").vocab_size == 8192
+    assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 2  # never overwrites
+    assert "already holds a model" in capsys.readouterr().err
 
     config = tiny_config(**{"init_from": str(tmp_path / "ours"), "budget.amount": 2,
                             "optimizer.learning_rate": 1e-9})
     trainer.train(config, tmp_path / "work", print_fn=quiet)
     assert convert_main(["export-hf", str(tmp_path / "work"), str(tmp_path / "out")]) == 0
+    assert "tiny-nl1-dm32-ff64-nh2-kv16" in capsys.readouterr().out
+    # The workdir's vocabulary is its data task's, so the export carries it for transformers' tokenizer.
+    assert (tmp_path / "out/spiece.model").read_bytes() == vocab.DEFAULT_SPM_PATH.read_bytes()
     exported = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "out").eval()
     enc, dec = inputs(8192)
     np.testing.assert_allclose(hf_logits(exported, enc, dec), hf_logits(peer, enc, dec), atol=1e-5, rtol=0)
 
     wrong = tiny_config(**{"init_from": str(tmp_path / "ours"), "model.name": "tiny-nl1-dm32-ff64-nh4-kv16"})
-    with pytest.raises(trainer.ConfigError, match="num_heads"):
+    with pytest.raises(trainer.ConfigError, match=r"num_heads \(saved 2, configured 4\)"):
         trainer.train(wrong, tmp_path / "work2", print_fn=quiet)

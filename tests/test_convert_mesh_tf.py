@@ -16,6 +16,9 @@ torch = pytest.importorskip("torch")
 from test_convert_hf import V1_0, V1_1, hf_logits, inputs, ours_logits, random_hf
 
 from scaling.convert import ConversionError, mesh_tf
+from scaling.convert.__main__ import import_mesh_tf
+from scaling.data import vocab
+from scaling.training import artifact
 
 GIN = """\
 import mesh_tensorflow.transformer.transformer_layers
@@ -135,6 +138,16 @@ def test_import_matches_transformers(tmp_path):
     assert shape.name == "tiny-el2-dl1-dm32-ff48-nh3-kv8" and shape.tie_embeddings
     enc, dec = inputs(V1_0["vocab_size"])
     np.testing.assert_allclose(ours_logits(model, enc, dec), hf_logits(peer, enc, dec), atol=1e-4, rtol=0)
+
+    # The command's import writes a model artifact with its provenance; no sentencepiece file beside the
+    # checkpoint means no vocabulary, and one that cannot be the model's is refused.
+    out = import_mesh_tf(tmp_path / "mtf/model.ckpt-524288", tmp_path / "ours")
+    loaded = artifact.load(out)
+    assert loaded.shape == shape and loaded.vocabulary is None
+    assert loaded.provenance["kind"] == "import-mesh-tf" and loaded.provenance["step"] == 524288
+    np.testing.assert_allclose(ours_logits(loaded.model(), enc, dec), hf_logits(peer, enc, dec), atol=1e-4, rtol=0)
+    with pytest.raises(artifact.VocabularyMismatchError, match="more ids than the model embeds"):
+        import_mesh_tf(tmp_path / "mtf", tmp_path / "refused", vocabulary=vocab.DEFAULT_SPM_PATH)
 
 
 def test_gated_untied_shared_heads_and_tied_kv(tmp_path):

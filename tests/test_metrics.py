@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from scaling import metrics
+from scaling.training import metrics
 
 
 def test_peak_flops_table_matches_device_kinds():

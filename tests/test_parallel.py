@@ -56,8 +56,9 @@ def test_non_divisible_dimension_falls_back_to_replication_and_is_reported():
 
 def test_multi_axis_rule_keeps_the_longest_dividing_prefix():
     mesh = AbstractMesh((2, 4, 1), parallel.MESH_AXES)
-    assert parallel.logical_to_mesh_spec(P("batch"), (16,), mesh)[0] == P(("data", "fsdp"))
-    spec, notes = parallel.logical_to_mesh_spec(P("batch"), (6,), mesh)
+    rules = (("batch", ("data", "fsdp")),)
+    assert parallel.logical_to_mesh_spec(P("batch"), (16,), mesh, rules)[0] == P(("data", "fsdp"))
+    spec, notes = parallel.logical_to_mesh_spec(P("batch"), (6,), mesh, rules)
     assert spec == P("data") and "fsdp" in notes[0]
 
 
@@ -97,7 +98,7 @@ def test_shardings_on_8_faked_devices():
     run_on_8_devices("""
         import flax, jax, jax.numpy as jnp, numpy as np, optax
         from flax import nnx
-        from jax.sharding import PartitionSpec as P
+        from jax.sharding import NamedSharding, PartitionSpec as P
         from scaling import parallel
         flax.config.update("flax_always_shard_variable", False)
         assert jax.device_count() == 8
@@ -138,7 +139,7 @@ def test_shardings_on_8_faked_devices():
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state
 
-        batch = jax.device_put(jnp.arange(16.0).reshape(8, 2), parallel.batch_sharding(mesh))
+        batch = jax.device_put(jnp.arange(16.0).reshape(8, 2), NamedSharding(mesh, P(("data", "fsdp"))))
         assert batch.addressable_shards[0].data.shape == (2, 2)  # batch split 4 ways over data x fsdp
         new_params, _ = step(params, opt_state, batch)
         assert new_params["wi"].get_value().sharding.spec == P("fsdp", "model")

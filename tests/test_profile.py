@@ -5,7 +5,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from scaling import profile, trainer
+from scaling.experiments import profile
+from scaling.training import trainer
 from scaling.analysis import runs
 
 TINY = str(Path(__file__).resolve().parent / "tiny_config.py")
@@ -50,5 +51,5 @@ def test_cli_appends_a_row_naming_device_and_versions(tmp_path, capsys):
 def test_appending_to_a_foreign_csv_is_refused(tmp_path):
     foreign = tmp_path / "other.csv"
     foreign.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="use another --out"):
+    with pytest.raises(ValueError, match="use another file"):
         profile.append_rows(foreign, [])

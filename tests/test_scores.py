@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from scaling import scores
-from scaling.data import downstream
+from scaling.downstream import scores
+from scaling.downstream import datasets
 
 
 def test_confusion_hand_worked_with_an_invalid_prediction():
@@ -141,24 +141,24 @@ def test_invalid_classification_inputs():
 
 
 def test_evaluate_main_scores():
-    mrpc = scores.evaluate(downstream.get_task("glue_mrpc"), [1, 0, 1, 0, 1], [1, 1, 0, 0, 1])
+    mrpc = scores.evaluate(datasets.get_task("glue_mrpc"), [1, 0, 1, 0, 1], [1, 1, 0, 0, 1])
     assert set(mrpc) == {"accuracy", "f1", "score"}
     assert mrpc["accuracy"] == pytest.approx(0.6) and mrpc["f1"] == pytest.approx(2 / 3)
     assert mrpc["score"] == pytest.approx((0.6 + 2 / 3) / 2)  # GLUE averages MRPC's two metrics
 
-    spam = scores.evaluate(downstream.get_task("sms_spam"), [0, 0, 0, 0, 1], [0, 0, 0, 1, 1])
+    spam = scores.evaluate(datasets.get_task("sms_spam"), [0, 0, 0, 0, 1], [0, 0, 0, 1, 1])
     assert set(spam) == {"f1", "mcc", "accuracy", "score"} and spam["score"] == spam["mcc"]
 
-    trec = scores.evaluate(downstream.get_task("trec"), [0, 1, 2, 3, 4, 5, -1], [0, 1, 2, 3, 4, 5, 5])
+    trec = scores.evaluate(datasets.get_task("trec"), [0, 1, 2, 3, 4, 5, -1], [0, 1, 2, 3, 4, 5, 5])
     assert trec["score"] == trec["accuracy"] == pytest.approx(6 / 7)
     assert trec["f1"] == pytest.approx((5 + 2 / 3) / 6)  # macro over the 6 classes, NUM has recall 1/2
 
-    stsb = downstream.get_task("glue_stsb")
+    stsb = datasets.get_task("glue_stsb")
     values = np.array([0.0, 1.2, 3.4, 5.0, 2.2])
     result = scores.evaluate(stsb, values + [0.1, -0.3, 0.2, 0.0, 1.0], values)
     assert result["score"] == pytest.approx((result["pearson"] + result["spearman"]) / 2)
 
-    cola = scores.evaluate(downstream.get_task("glue_cola"), [1, 1, 1], [0, 1, 1])
+    cola = scores.evaluate(datasets.get_task("glue_cola"), [1, 1, 1], [0, 1, 1])
     assert cola == {"mcc": 0.0, "score": 0.0}
 
 
@@ -178,9 +178,9 @@ def test_aggregate_is_the_unweighted_mean_over_tasks():
 
 
 def test_constant_baseline_is_the_best_single_answer():
-    sentiment = downstream.get_task("rotten_tomatoes")  # score = mean(accuracy, F1 of the positive class)
+    sentiment = datasets.get_task("rotten_tomatoes")  # score = mean(accuracy, F1 of the positive class)
     labels = np.array([1, 1, 1, 0])
     # all 1: accuracy 0.75, F1 = 2 * 0.75 / 1.75 = 0.857; all 0: accuracy 0.25, F1 0.
     assert scores.constant_baseline(sentiment, labels)["score"] == pytest.approx((0.75 + 6 / 7) / 2)
-    ratings = downstream.get_task("movie_ratings")  # correlations of a constant are 0 by definition here
+    ratings = datasets.get_task("movie_ratings")  # correlations of a constant are 0 by definition here
     assert scores.constant_baseline(ratings, np.array([1.0, 2.0, 3.0]))["score"] == 0.0

@@ -8,6 +8,7 @@ from importlib import resources
 import pytest
 
 from scaling import accounting, shapes
+from scaling.shapes import __main__ as shapes_cli
 
 
 def reference(name: str) -> list[dict]:
@@ -105,7 +106,7 @@ def test_li_grid_and_cramming_presets():
 
 
 def test_cli_json(capsys):
-    assert shapes.main(["small_nl24", "NL32-XL", "--json"]) == 0
+    assert shapes_cli.main(["small_nl24", "NL32-XL", "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in records] == ["small-nl24", "xl-nl32"]
     required = {"name", "num_encoder_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads", "d_kv",
@@ -117,7 +118,7 @@ def test_cli_json(capsys):
 
 
 def test_cli_rejects_unknown_name(capsys):
-    assert shapes.main(["small-zz9"]) == 2
+    assert shapes_cli.main(["small-zz9"]) == 2
     assert "unknown knob" in capsys.readouterr().err
 
 
@@ -138,7 +139,7 @@ def test_switches_parse_typed_and_refuse_knobs_and_unknown_fields():
 
 
 def test_config_switches_reach_the_trained_shape_and_bad_ones_are_named():
-    from scaling import trainer
+    from scaling.training import trainer
 
     config = trainer.default_config()
     config.model.name, config.data.task = "bert-mini", "sotu_mlm"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_configs import load
 
-from scaling import study
+from scaling.experiments import study
 from scaling.analysis import studies
 from scaling.analysis.runs import RunError
 
@@ -37,7 +37,8 @@ def test_every_study_file_expands_into_valid_runs(path, variant):
 
 
 def test_train_large_grid_spans_depth_width_and_8x_params():
-    from scaling import accounting, trainer
+    from scaling import accounting
+    from scaling.training import trainer
 
     configs = study.pretrain_configs(load(ROOT / "configs" / "study_train_large.py"))
     params = {n: accounting.param_counts(trainer.resolve_shape(c)).total for n, c in configs.items()}
@@ -48,7 +49,7 @@ def test_train_large_grid_spans_depth_width_and_8x_params():
 
 
 def test_cramming_variants_change_what_their_names_say():
-    from scaling import trainer
+    from scaling.training import trainer
 
     configs = study.pretrain_configs(load(ROOT / "configs" / "study_cramming.py"))
     shape = {n: trainer.resolve_shape(c) for n, c in configs.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling import trainer
+from scaling.training import trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +215,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_finishes(tmp_path):
 
 
 def test_resuming_with_a_different_model_fails_clearly(tmp_path):
-    from scaling import checkpoints
+    from scaling.training import checkpoints
 
     trainer.train(tiny_config(**{"budget.amount": 2}), tmp_path, print_fn=quiet)
     other = tiny_config(**{"budget.amount": 4, "model.name": "tiny-nl1-dm64-ff64-nh2-kv16"})

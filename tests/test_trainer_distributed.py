@@ -19,7 +19,7 @@ def _mesh_worker(out: str) -> None:
     import jax
     from test_trainer import tiny_config
 
-    from scaling import trainer
+    from scaling.training import trainer
 
     assert jax.device_count() == 8
     result = {}
@@ -38,7 +38,8 @@ def _host_worker(process_id: int, port: int, workdir: str) -> None:
     jax.config.update("jax_num_cpu_devices", 1)
     from test_trainer import tiny_config
 
-    from scaling import parallel, trainer
+    from scaling import parallel
+    from scaling.training import trainer
 
     config = tiny_config(**{"budget.amount": 3, "parallel.coordinator_address": f"127.0.0.1:{port}",
                             "parallel.num_processes": 2, "parallel.process_id": process_id})

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from scaling.errors import ScalingError
+
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -32,7 +34,7 @@ FINAL_FIELDS = ("loss", "accuracy", "eval_loss", "eval_accuracy", "compile_secon
 SOFTWARE_FIELDS = ("jax", "jaxlib", "flax")
 
 
-class RunError(ValueError):
+class RunError(ScalingError, ValueError):
     """A run directory or results file that cannot be read into a table."""
 
 
@@ -50,7 +52,7 @@ def read_summary(workdir: str | Path) -> dict[str, Any]:
 
 
 def read_metrics(workdir: str | Path) -> pd.DataFrame:
-    """``metrics.jsonl`` as a table, one row per logged step (schema: :mod:`scaling.metrics`'s docstring).
+    """``metrics.jsonl`` as a table, one row per logged step (schema: :mod:`scaling.training.metrics`'s docstring).
 
     ``null`` (a non-finite value) becomes NaN. A line that is not a JSON object with an integer ``step`` is an
     error naming the file and line: analysis should not silently drop part of a curve.

@@ -322,23 +322,26 @@ def report(results: str | Path) -> str:
     return "\n".join(parts)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scaling.analysis.studies DIR [DIR ...]``: rewrite each study's report.md from its tables."""
-    import sys
+def _rewrite_reports(argv: list[str]) -> int:
+    from scaling import cli
 
-    folders = list(sys.argv[1:] if argv is None else argv)
-    if not folders:
-        print("usage: python -m scaling.analysis.studies RESULTS_DIR [RESULTS_DIR ...]", file=sys.stderr)
-        return 2
-    for folder in folders:
-        try:
-            text = report(folder)
-        except (RunError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    parser = cli.parser("python -m scaling.analysis.studies",
+                        "Rewrites each study's report.md from the tables in its results folder, and prints it.")
+    parser.add_argument("folders", nargs="+", metavar="RESULTS_DIR",
+                        help="a study's results folder (python -m scaling.study --results), e.g. "
+                             "notebooks/results/cramming")
+    for folder in parser.parse_args(argv).folders:
+        text = report(folder)
         (Path(folder) / "report.md").write_text(text)
         print(text)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scaling.analysis.studies DIR [DIR ...]``: rewrite each study's report.md from its tables."""
+    from scaling import cli
+
+    return cli.run(_rewrite_reports, argv)
 
 
 if __name__ == "__main__":

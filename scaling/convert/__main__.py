@@ -1,70 +1,162 @@
 """`python -m scaling.convert import-hf SRC DST | import-mesh-tf SRC DST | export-hf SRC DST`.
 
 import-*: SRC is a Hugging Face T5 directory or a Mesh TF checkpoint (directory or `model.ckpt-N` prefix, with
-`operative_config.gin` beside it); DST becomes a converted checkpoint that `python -m scaling.train
---config.init_from=DST` starts from. export-hf: SRC is a converted checkpoint or a training workdir (its
-latest checkpoint); DST becomes a directory `transformers.T5ForConditionalGeneration.from_pretrained` loads.
+`operative_config.gin` beside it); DST becomes a model artifact (with the source's vocabulary: `spiece.model`, or
+`tokenizer.json` converted) that `--config.init_from=DST`, `python -m scaling.decode` and finetuning read.
+export-hf: SRC is any model directory (artifact or training workdir, its newest checkpoint); DST becomes a
+directory `transformers.T5ForConditionalGeneration.from_pretrained` loads, with `spiece.model` beside it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from scaling.convert import hf, mesh_tf, store
+from scaling import cli
+from scaling.convert import hf, mesh_tf
 from scaling.convert.params import ConversionError
-from scaling.models.t5 import T5
+from scaling.training import artifact
+
+log = logging.getLogger(__name__)
 
 
-def load_workdir(workdir: str | os.PathLike) -> T5:
-    """The model in a training workdir's latest checkpoint, rebuilt from the run's own config.json."""
-    import jax
+def hf_source(path: str | os.PathLike) -> Path:
+    """The directory holding a Hugging Face checkpoint's files: `path` itself, or, for a hub cache entry
+    (`models--org--name`), the snapshot `refs/main` names (or its only snapshot)."""
+    path = Path(path)
+    if (path / "config.json").is_file() or not (path / "snapshots").is_dir():
+        return path
+    ref = path / "refs" / "main"
+    if ref.is_file():
+        snapshot = path / "snapshots" / ref.read_text().strip()
+        if snapshot.is_dir():
+            return snapshot
+        raise ConversionError(f"{ref} names snapshot {snapshot.name}, which is not in {path / 'snapshots'}")
+    snapshots = sorted(p for p in (path / "snapshots").iterdir() if p.is_dir())
+    if len(snapshots) == 1:
+        return snapshots[0]
+    raise ConversionError(f"{path} is a Hugging Face cache entry with {len(snapshots)} snapshots and no refs/main; "
+                          f"pass one of {[str(p) for p in snapshots]}")
+
+
+def _vocabulary_for(shape, found: bytes | None, origin: str, override: str | os.PathLike | None,
+                    where: Path) -> tuple[bytes | None, str | None]:
+    """(the sentencepiece model to store, where it came from): `override` if given (refused when it does not
+    fit), else the source's own when it fits the model; a source vocabulary that does not fit is dropped with a
+    warning, so that decode asks for one instead of using it."""
+    import tempfile
+
+
+    if override is not None:
+        vocabulary = artifact.as_vocabulary(override)
+        artifact.check_vocabulary(vocabulary, shape, f"--vocabulary for {where}")
+        return Path(override).read_bytes(), str(Path(override).absolute())
+    if found is None:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "spiece.model").write_bytes(found)
+        try:
+            artifact.check_vocabulary(artifact.as_vocabulary(Path(tmp) / "spiece.model"), shape, str(where / origin))
+        except artifact.VocabularyMismatchError as e:
+            log.warning("not keeping the vocabulary: %s", e)
+            return None, None
+    return found, origin
+
+
+def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str | os.PathLike | None = None,
+              overwrite: bool = False) -> Path:
+    """Converts a Hugging Face T5 directory (or hub cache entry) into a model artifact at `dst`, keeping its
+    `spiece.model` (or its `tokenizer.json`, converted); `vocabulary` replaces the source's. Returns `dst`."""
     from flax import nnx
 
-    from scaling import checkpoints, trainer
+    from scaling.convert import tokenizer
 
-    workdir = Path(workdir)
-    if not (workdir / "config.json").is_file():
-        raise FileNotFoundError(f"{workdir / 'config.json'} not found: {workdir} is neither a converted checkpoint "
-                                f"(no {store.SHAPE_FILE}) nor a training workdir")
-    config = trainer.default_config()
-    config.update(json.loads((workdir / "config.json").read_text()))
-    run = trainer.build_run(config)
-    if run.shape.family != "t5":
-        raise ConversionError(f"{workdir}: shape {run.shape.name} is not a T5; only T5 exports to Hugging Face")
-    with checkpoints.Checkpointer(workdir / "checkpoints", async_save=False) as ckpt:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint")
-        abstract = checkpoints.abstract_like(jax.eval_shape(lambda: trainer.init_state(run)), run.state_shardings)
-        params = ckpt.restore(abstract).state["params"]
-    return nnx.merge(run.graphdef, params)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaling.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("import-hf", "import-mesh-tf", "export-hf"))
-    parser.add_argument("src")
-    parser.add_argument("dst")
-    parser.add_argument("--gin", default=None, help="import-mesh-tf: operative_config.gin if not beside SRC")
-    args = parser.parse_args(argv)
+    source = hf_source(src).absolute()
+    model, shape = hf.load_t5(source)
     try:
-        if args.command == "export-hf":
-            model = store.load(args.src) if store.is_converted(args.src) else load_workdir(args.src)
-            out = hf.export(model, args.dst)
-        else:
-            if args.command == "import-hf":
-                model, _ = hf.load_t5(args.src)
-            else:
-                model, _ = mesh_tf.load_t5(args.src, args.gin)
-            out = store.save(model, args.dst, source=str(Path(args.src).absolute()))
-    except (ConversionError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{args.command}: {model.shape.name} → {out}")
+        found, origin = tokenizer.find_vocabulary(source) if vocabulary is None else (None, None)
+    except ConversionError as e:
+        log.warning("not keeping the vocabulary: %s", e)
+        found, origin = None, None
+    stored, origin = _vocabulary_for(shape, found, origin, vocabulary, source)
+    if stored is None:
+        log.warning("%s ships no usable tokenizer: the model has no vocabulary, so decoding it needs "
+                        "--vocabulary=PATH/spiece.model", source)
+    prov = artifact.provenance("import-hf", source, vocabulary=origin)
+    return artifact.save(dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov,
+                         overwrite=overwrite)
+
+
+def import_mesh_tf(src: str | os.PathLike, dst: str | os.PathLike, gin: str | os.PathLike | None = None, *,
+                   vocabulary: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+    """Converts a Mesh TF T5 checkpoint (directory or `model.ckpt-N` prefix) into a model artifact at `dst`.
+
+    Mesh TF checkpoints name their vocabulary in gin (usually on GCS); a `spiece.model` or
+    `sentencepiece.model` beside the checkpoint is kept, else pass `vocabulary`. Returns `dst`.
+    """
+    import re
+
+    from flax import nnx
+
+    from scaling.convert import tokenizer
+
+    source = Path(src).absolute()
+    model, shape = mesh_tf.load_t5(source, gin)
+    directory = source if source.is_dir() else source.parent
+    found, origin = None, None
+    for name in tokenizer.SPIECE_FILES:
+        if vocabulary is None and (directory / name).is_file():
+            found, origin = (directory / name).read_bytes(), name
+            break
+    stored, origin = _vocabulary_for(shape, found, origin, vocabulary, directory)
+    step = re.search(r"model\.ckpt-(\d+)", source.name)
+    prov = artifact.provenance("import-mesh-tf", source, step=int(step.group(1)) if step else None,
+                               vocabulary=origin)
+    return artifact.save(dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov,
+                         overwrite=overwrite)
+
+
+def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *,
+              vocabulary: str | os.PathLike | None = None) -> Path:
+    """Writes the T5 in any model directory (artifact, training workdir, finetuned run) as a Hugging Face
+    directory at `dst`, with `spiece.model` when the model has a vocabulary. Returns `dst`."""
+
+    loaded = artifact.load(src, vocabulary=vocabulary)
+    if loaded.shape.family != "t5" or loaded.head:
+        raise ConversionError(f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}"
+                              f"{' with a task head' if loaded.head else ''}; only T5 exports to Hugging Face")
+    out = hf.export(loaded.model(), dst)
+    if loaded.vocabulary is not None:
+        (out / "spiece.model").write_bytes(artifact.vocabulary_bytes(loaded.vocabulary))
+    return out
+
+
+def _convert(argv: list[str]) -> int:
+    parser = cli.parser("python -m scaling.convert", __doc__)
+    parser.add_argument("command", choices=("import-hf", "import-mesh-tf", "export-hf"),
+                        help="import-hf / import-mesh-tf: SRC → model artifact DST; export-hf: any model → HF DST")
+    parser.add_argument("src", help="import-hf: a Hugging Face T5 directory or hub cache entry; import-mesh-tf: a "
+                                    "Mesh TF checkpoint; export-hf: any model directory (artifact or workdir)")
+    parser.add_argument("dst", help="a new directory")
+    parser.add_argument("--gin", default=None, help="import-mesh-tf: operative_config.gin if not beside SRC")
+    parser.add_argument("--vocabulary", default=None,
+                        help="a sentencepiece model to store with (or export beside) the model instead of its own")
+    args = parser.parse_args(argv)
+    if args.command == "export-hf":
+        out = export_hf(args.src, args.dst, vocabulary=args.vocabulary)
+    elif args.command == "import-hf":
+        out = import_hf(args.src, args.dst, vocabulary=args.vocabulary)
+    else:
+        out = import_mesh_tf(args.src, args.dst, args.gin, vocabulary=args.vocabulary)
+    print(f"{args.command}: {artifact.load_shape(args.src if args.command == 'export-hf' else out).name} → {out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_convert, argv)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ import numpy as np
 from flax import nnx
 
 from scaling import models, shapes
+from scaling.errors import ScalingError
 from scaling.models.t5 import T5
 
 
-class ConversionError(ValueError):
+class ConversionError(ScalingError, ValueError):
     """A checkpoint that cannot become one of our models exactly; the message names the tensor or field."""
 
 

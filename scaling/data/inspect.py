@@ -9,13 +9,15 @@ mask rate and the 80/10/10 replacement split. `--json` prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import sys
 import time
+from collections.abc import Sequence
 
 import seqio
 
+from scaling import cli
 from scaling.data import objectives, pipeline, stats, tasks, vocab
 
 
@@ -60,27 +62,33 @@ def inspect_task(task: str, split: str, batches: int, batch_size: int, inputs_le
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=tasks.registered_tasks())
-    parser.add_argument("--split", default="train", choices=("train", "validation"))
-    parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--batch_size", type=int, default=16)
+def _inspect(argv: list[str]) -> int:
+    parser = cli.parser("python -m scaling.data.inspect", __doc__)
+    parser.add_argument("--task", required=True, help=f"a registered task: {', '.join(tasks.registered_tasks())}")
+    parser.add_argument("--split", default="train", choices=("train", "validation"), help="default %(default)s")
+    parser.add_argument("--batches", type=int, default=8, help="batches to read (default %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=16, help="examples per batch (default %(default)s)")
     parser.add_argument("--inputs_length", type=int, default=None, help="default 512 (span corruption) / 128 (MLM)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="shuffle and noise seed (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    tasks.task_spec(args.task)  # an unknown name is one line that suggests the closest
     result = inspect_task(args.task, args.split, args.batches, args.batch_size, args.inputs_length, args.seed)
     if args.json:
         print(json.dumps(result))
-        return
+        return 0
     for key, value in result.items():
         if key == "shapes":
             for name, (shape, dtype) in value.items():
                 print(f"  {name:24s} {str(shape):12s} {dtype}")
         else:
             print(f"{key}: {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_inspect, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ Each task's objective parameters are kept in a `TaskSpec` (see `task_spec`), whi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from scaling.data import corpora, curation, objectives, preprocessors, vocab
+from scaling.errors import UserError
 
 Objective = Literal["span_corruption", "mlm"]
 TEXT_SHUFFLE_BUFFER = 256  # documents are already shuffled at the source; this mixes neighbouring rows
@@ -50,7 +52,9 @@ _SPECS: dict[str, TaskSpec] = {}
 
 def task_spec(name: str) -> TaskSpec:
     if name not in _SPECS:
-        raise KeyError(f"Unknown task {name!r}; registered here: {sorted(_SPECS)} (see scaling.data.tasks)")
+        close = difflib.get_close_matches(str(name), _SPECS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"Unknown task {name!r}; {hint}registered here: {sorted(_SPECS)} (see scaling.data.tasks)")
     return _SPECS[name]
 
 

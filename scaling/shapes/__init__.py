@@ -16,19 +16,19 @@ Run `python -m scaling.shapes small_nl24 NL32-XL --json` to print knobs, paramet
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import re
-import sys
 from typing import Literal
 
-NUM_EXTRA_IDS = 100  # T5 sentinels <extra_id_0> … <extra_id_99>
+from scaling.data.vocab import NUM_EXTRA_IDS, T5_VOCAB_SIZE
+
+from scaling.errors import UserError
+
 
 Family = Literal["t5", "bert"]
 
 
-class ShapeError(ValueError):
+class ShapeError(UserError):
     """A shape name or field that cannot describe a valid model."""
 
 
@@ -161,7 +161,7 @@ def validate(s: Shape) -> None:
 
 def _t5(preset: str, layers: int, d_ff: int, d_model: int, d_kv: int, heads: int) -> Shape:
     return Shape(family="t5", preset=preset, num_encoder_layers=layers, num_decoder_layers=layers,
-                 d_model=d_model, d_ff=d_ff, num_heads=heads, d_kv=d_kv, vocab_size=32128, dropout_rate=0.1)
+                 d_model=d_model, d_ff=d_ff, num_heads=heads, d_kv=d_kv, vocab_size=T5_VOCAB_SIZE, dropout_rate=0.1)
 
 
 def _bert(preset: str, layers: int, d_model: int, heads: int, d_ff: int, vocab: int, **switches) -> Shape:
@@ -384,62 +384,3 @@ def get(name_or_shape: str | Shape, **overrides) -> Shape:
     if isinstance(name_or_shape, Shape):
         return dataclasses.replace(name_or_shape, **overrides) if overrides else name_or_shape
     return parse(name_or_shape, **overrides)
-
-
-# -------------------------------------------------------------------------------------------------- CLI
-
-def describe(s: Shape, inputs_length: int = 512, targets_length: int = 114) -> dict:
-    """The JSON record `python -m scaling.shapes --json` prints for one shape."""
-    from scaling import accounting  # accounting imports this module
-
-    counts = accounting.param_counts(s)
-    seq = accounting.SequenceLengths.default_for(s, inputs_length, targets_length)
-    flops = accounting.flops_per_token(s, seq)
-    return {
-        "name": s.name,
-        "preset": s.preset,
-        "family": s.family,
-        "num_encoder_layers": s.num_encoder_layers,
-        "num_decoder_layers": s.num_decoder_layers,
-        "d_model": s.d_model,
-        "d_ff": s.d_ff,
-        "num_heads": s.num_heads,
-        "d_kv": s.d_kv,
-        "vocab_size": s.vocab_size,
-        "shared_heads": s.shared_heads,
-        "tied_kv": s.tied_kv,
-        "params": counts.total,
-        "params_embedding": counts.embedding,
-        "params_non_embedding": counts.non_embedding,
-        "inputs_length": seq.inputs,
-        "targets_length": seq.targets,
-        "flops_per_token_forward": flops.forward,
-        "flops_per_token_train": flops.train,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaling.shapes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="+", metavar="NAME")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
-    parser.add_argument("--inputs-length", type=int, default=512)
-    parser.add_argument("--targets-length", type=int, default=114)
-    args = parser.parse_args(argv)
-    try:
-        records = [describe(parse(n), args.inputs_length, args.targets_length) for n in args.names]
-    except ShapeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(records, indent=2))
-        return 0
-    for r in records:
-        layers = f"{r['num_encoder_layers']}/{r['num_decoder_layers']}" if r["family"] == "t5" else str(r["num_encoder_layers"])
-        print(f"{r['name']:<24} layers {layers:<7} d_model {r['d_model']:<6} d_ff {r['d_ff']:<7} heads "
-              f"{r['num_heads']:<4} d_kv {r['d_kv']:<4} params {r['params']:>15,} (non-emb {r['params_non_embedding']:,})"
-              f"  train FLOPs/token {r['flops_per_token_train']:.4g} at {r['inputs_length']}/{r['targets_length']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
