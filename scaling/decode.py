@@ -36,7 +36,8 @@ def spans(ids: np.ndarray, vocabulary) -> list[tuple[str, str]]:
 def _decode(argv: list[str]) -> int:
     parser = cli.parser("python -m scaling.decode", __doc__)
     parser.add_argument("--checkpoint", required=True,
-                        help="a T5 model directory: converted checkpoint (python -m scaling.convert) or training workdir")
+                        help="a T5 model directory: converted checkpoint (python -m scaling.convert), training "
+                             "workdir or finetuned run")
     parser.add_argument("--input", required=True, action="append",
                         help="text with <extra_id_N> sentinels; repeat for several inputs")
     parser.add_argument("--vocabulary", default=None,
@@ -48,16 +49,8 @@ def _decode(argv: list[str]) -> int:
         raise UserError(f"--max_length={args.max_length} --beam_size={args.beam_size}: use 1 or more for both")
     from scaling.data import vocab
     from scaling.downstream import decode
-    from scaling.training import artifact
 
-    loaded = artifact.load(args.checkpoint, vocabulary=args.vocabulary)  # a vocabulary that does not fit: refused
-    if loaded.shape.family != "t5" or loaded.head:
-        raise UserError(f"--checkpoint={args.checkpoint}: {loaded.shape.name} is not a T5 language model; decoding "
-                        "fills spans with a T5")
-    if loaded.vocabulary is None:
-        raise UserError(f"--checkpoint={args.checkpoint}: the model carries no vocabulary; pass its sentencepiece "
-                        "model as --vocabulary=PATH/spiece.model")
-    model, vocabulary = loaded.model(), loaded.vocabulary
+    model, vocabulary = decode.load_for_decoding(args.checkpoint, args.vocabulary)
     encoded = [vocabulary.encode(text) + [vocab.EOS_ID] for text in args.input]
     tokens = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
     for row, ids in zip(tokens, encoded):

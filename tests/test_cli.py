@@ -16,7 +16,6 @@ from scaling.experiments import configfiles
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(Path(__file__).resolve().parent / "tiny_config.py")
-DEMO = str(ROOT / "configs" / "demo.py")
 
 # The module behind each `python -m` command.
 COMMANDS = {
@@ -33,6 +32,12 @@ COMMANDS = {
     "scaling.data.build_vocab": "scaling.data.build_vocab",
     "scaling.analysis.studies": "scaling.analysis.studies",
 }
+
+
+@pytest.fixture(autouse=True)
+def in_repository(monkeypatch):
+    """Commands name config files relative to the repository root, as the README writes them."""
+    monkeypatch.chdir(ROOT)
 
 
 def error_lines(text: str) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 from test_finetune import pretrained, small_config  # noqa: F401  (pretrained is a fixture)
 from test_trainer import quiet
 
+from scaling import compress as compress_command
 from scaling.downstream import compress, finetune
 from scaling.analysis import runs
 from scaling.training import artifact
@@ -81,11 +82,11 @@ def test_recovery_finetuning_keeps_pruned_weights_at_zero(finetuned, tmp_path):
     (["--recovery_target=1.5"], "recovery_target"),
 ])
 def test_cli_rejects_bad_levels(finetuned, tmp_path, capsys, args, message):
-    assert compress.main([str(finetuned), f"--out={tmp_path}", *args]) == 1
+    assert compress_command.main([str(finetuned), f"--out={tmp_path}", *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / compress.TABLE_FILE).exists()  # refused before anything was written
 
 
 def test_cli_needs_a_task_head(pretrained, tmp_path, capsys):  # noqa: F811
-    assert compress.main([str(pretrained["t5"]), f"--out={tmp_path}"]) == 1
+    assert compress_command.main([str(pretrained["t5"]), f"--out={tmp_path}"]) == 2
     assert "no task head" in capsys.readouterr().err

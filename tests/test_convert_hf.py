@@ -14,9 +14,9 @@ transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file, save_file
 
 from scaling.convert import ConversionError, hf
-from scaling.training import artifact
 from scaling.convert.params import flat_arrays, infer_shape
 from scaling.data import vocab
+from scaling.training import artifact
 
 # d_kv × heads ≠ d_model in both; encoder depth ≠ decoder depth in both.
 V1_0 = {"vocab_size": 160, "d_model": 32, "d_kv": 8, "num_heads": 3, "d_ff": 48, "num_layers": 2, "num_decoder_layers": 1}
@@ -176,8 +176,8 @@ def test_command_line_import_train_and_export(tmp_path, capsys):
     """import-hf → train 2 steps from it (learning rate 1e-9) → export-hf of the workdir = the original model."""
     from test_trainer import quiet, tiny_config
 
-    from scaling.training import trainer
     from scaling.convert.__main__ import main as convert_main
+    from scaling.training import trainer
 
     shape = {"vocab_size": 8192, "d_model": 32, "d_kv": 16, "num_heads": 2, "d_ff": 64, "num_layers": 1}
     peer = random_hf(tmp_path / "hf", **shape)

@@ -7,10 +7,10 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 from test_convert_hf import V1_0, V1_1, random_hf
 
-from scaling.downstream import decode
 from scaling.convert import hf
-from scaling.training import artifact
 from scaling.data import vocab
+from scaling.downstream import decode
+from scaling.training import artifact
 
 MAX_LENGTH = 10
 

@@ -227,7 +227,7 @@ def test_bad_input_is_named(pretrained, tmp_path):
         finetune.load_backbone(pretrained["t5"], vocabulary=str(tmp_path / "missing.model"))
 
 
-def test_cli_finetunes_and_reports_errors(pretrained, tmp_path):
+def test_cli_finetunes_and_reports_errors(pretrained, tmp_path, capsys, monkeypatch):
     command = [sys.executable, "-m", "scaling.finetune", "--config=configs/finetune.py:demo",
                f"--workdir={tmp_path / 'ft'}", f"--config.init_from={pretrained['bert']}", "--config.tasks=trec",
                "--config.max_train_examples=32", "--config.max_eval_examples=16", "--config.epochs=1",
@@ -235,6 +235,9 @@ def test_cli_finetunes_and_reports_errors(pretrained, tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trec: median score" in done.stdout and (tmp_path / "ft" / "results.json").is_file()
-    bad = subprocess.run(command[:5] + [f"--config.init_from={tmp_path / 'nowhere'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and "error: " in bad.stderr and "neither a pretraining workdir" in bad.stderr
+    from scaling import finetune as finetune_command
+
+    monkeypatch.chdir(ROOT)
+    assert finetune_command.main(command[3:5] + [f"--config.init_from={tmp_path / 'nowhere'}"]) == 2  # usage mistake
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and f"{tmp_path / 'nowhere'}" in err[0], err

@@ -20,7 +20,7 @@ def test_committed_notebook_has_no_outputs():
 
 def test_shipped_sweep_is_what_the_notebook_says_and_has_no_checkpoints():
     text = NOTEBOOK.read_text()
-    assert "--base=tiny --op=nl --values=1,2,3 --budget=seconds:20" in text
+    assert "--config=configs/demo.py --base=tiny --op=nl --values=1,2,3 --config.budget=seconds:20" in text
     runs = sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
     assert runs == ["tiny-nl1", "tiny-nl2", "tiny-nl3"]
     for run in runs:

@@ -14,6 +14,7 @@ from test_configs import load
 from scaling.experiments import study
 from scaling.analysis import studies
 from scaling.analysis.runs import RunError
+from scaling.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted((ROOT / "configs").glob("study_*.py"))
@@ -69,7 +70,8 @@ def test_cramming_variants_change_what_their_names_say():
 def test_bad_study_files_name_the_field():
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.runs.crammed = {"optimizer": {"learning_rat": 1.0}}
-    with pytest.raises(study.StudyError, match=r"config.runs.crammed.optimizer.learning_rat: the recipe has no"):
+    with pytest.raises(UserError, match=r"config.runs.crammed.optimizer.learning_rat: no such field; did you mean "
+                                        r"config.runs.crammed.optimizer.learning_rate\?"):
         study.pretrain_configs(config)
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.order = "crammed"
@@ -80,9 +82,12 @@ def test_bad_study_files_name_the_field():
     with pytest.raises(study.StudyError, match="run crammed: config.model.switches"):
         study.pretrain_configs(config)
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
-    config.budget = "hours:3"
-    with pytest.raises(study.StudyError, match="budget"):
+    config.budget = "minutes:3"
+    with pytest.raises(study.StudyError, match="config.budget=minutes:3: unknown unit"):
         study.pretrain_configs(config)
+    config = load(ROOT / "configs" / "study_cramming.py", "smoke")
+    config.budget = "hours:0.01"  # the same spelling as --config.budget: hours are seconds
+    assert {(c.budget.unit, c.budget.amount) for c in study.pretrain_configs(config).values()} == {("seconds", 36)}
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from scaling import sweep as sweep_command
+from scaling.errors import UserError
 from scaling.experiments import configfiles, sweep
 
 TINY = str(Path(__file__).resolve().parent / "tiny_config.py")
@@ -32,9 +33,9 @@ def test_overrides_are_checked_and_the_sweep_fields_are_its_own():
         with pytest.raises(sweep.SweepError, match=f"--config.{field}: the sweep sets it"):
             sweep.expand(spec, recipe)
     spec = sweep.Sweep(TINY, BASE, (("nl", ("1",)),), ("steps", 3), overrides=(("optimizer.nope", "1"),))
-    with pytest.raises(sweep.UserError, match="--config.optimizer.nope: no such field"):
+    with pytest.raises(UserError, match="--config.optimizer.nope: no such field"):
         sweep.expand(spec, recipe)
-    with pytest.raises(sweep.UserError, match="no file"):
+    with pytest.raises(UserError, match="no file"):
         configfiles.load("configs/nope.py")
 
 
@@ -82,7 +83,7 @@ def test_sweep_runs_skips_finished_and_collects(tmp_path, capsys):
     (["--op=nl", "--values=1", "--config.model.name=small"], "--config.model.name: the sweep sets it"),
 ])
 def test_cli_errors(args, message, tmp_path, capsys):
-    assert sweep_command.main(["--config=configs/demo.py", "--base=tiny", f"--out={tmp_path}", *args]) == 2
+    assert sweep_command.main([f"--config={TINY}", "--base=tiny", f"--out={tmp_path}", *args]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not list(tmp_path.iterdir())

@@ -125,9 +125,9 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *,
     directory at `dst`, with `spiece.model` when the model has a vocabulary. Returns `dst`."""
 
     loaded = artifact.load(src, vocabulary=vocabulary)
-    if loaded.shape.family != "t5" or loaded.head:
-        raise ConversionError(f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}"
-                              f"{' with a task head' if loaded.head else ''}; only T5 exports to Hugging Face")
+    if loaded.shape.family != "t5":
+        raise ConversionError(f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}; only T5 exports to "
+                              f"Hugging Face")
     out = hf.export(loaded.model(), dst)
     if loaded.vocabulary is not None:
         (out / "spiece.model").write_bytes(artifact.vocabulary_bytes(loaded.vocabulary))

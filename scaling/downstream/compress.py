@@ -470,6 +470,8 @@ def sweep(finetuned_dir: str | os.PathLike, out: str | os.PathLike, settings: Sw
         pruned, masks = magnitude_prune(params, sparsity, settings.scope, exclude=settings.exclude, masks=masks)
         steps, score = 0, None
         if budget:
+            finetune.describe(out / "pruned" / level, session,
+                              {"kind": "prune", "sparsity": sparsity, "source": str(finetuned_dir)}, config)
             params, result, steps = finetune.finetune(
                 session, out / "pruned" / level, seed=0, steps=budget, params=lambda: pruned, masks=masks,
                 stop_early=lambda p: session.evaluate(p)["score"] >= target,

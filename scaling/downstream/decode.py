@@ -127,9 +127,9 @@ def load_for_decoding(checkpoint: str | os.PathLike, vocabulary_path: str | os.P
     from scaling.training import artifact
 
     loaded = artifact.load(checkpoint, vocabulary=vocabulary_path)
-    if not loaded.shape.is_encoder_decoder or loaded.head:
-        raise UserError(f"{loaded.path} holds {loaded.shape.name}, a {loaded.shape.family} encoder"
-                        f"{' with a task head' if loaded.head else ''}; decoding needs an encoder-decoder (T5)")
+    if not loaded.shape.is_encoder_decoder:
+        raise UserError(f"{loaded.path} holds {loaded.shape.name}, a {loaded.shape.family} encoder; decoding needs "
+                        f"an encoder-decoder (T5)")
     if loaded.vocabulary is None:
         raise UserError(f"{loaded.path} has no vocabulary (its source shipped no tokenizer); pass "
                         f"--vocabulary=PATH/spiece.model, the sentencepiece model it was trained with")

@@ -512,6 +512,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path,
                 rows.append(json.loads((out / RESULT_FILE).read_text()))
                 continue
             session = session or make_session(backbone.shape, backbone.vocabulary, task_name, config)
+            describe(out, session, {"kind": "finetune", "source": backbone.source})
             start = time.perf_counter()
             params, result, steps = finetune(session, out, seed=seed, print_fn=lambda _: None,
                                              params=lambda: initial_params(session, backbone, seed))
@@ -520,20 +521,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path,
                    "score": result["score"], "metrics": result,
                    "train_examples": len(session.train_features["labels"]),
                    "eval_examples": len(session.eval_features["labels"]), "steps": steps, "seconds": seconds}
-            describe(out, session, backbone, config)
             _write_json(out / RESULT_FILE, row)  # last: its presence means this (task, seed) is complete
             rows.append(row)
             print_fn(f"{task_name} seed {seed}: score {result['score']:.4f} after {steps} steps ({seconds:.0f} s)")
     return summarize(rows, workdir, print_fn)
 
 
-def describe(out: Path, session: Session, backbone: Backbone, config: ml_collections.ConfigDict) -> None:
-    """Makes a finetuning workdir a model artifact: its shape with the task head, vocabulary and provenance."""
+def describe(out: Path, session: Session, provenance: dict[str, Any],
+             config: ml_collections.ConfigDict | None = None) -> None:
+    """Makes a finetuning workdir a model artifact (:mod:`scaling.training.artifact`): the task model's shape, its
+    head, the vocabulary and where it came from, plus ``finetune.json`` (task, shape and the finetuning config,
+    which compression reads to finetune the same way again)."""
     artifact.describe_workdir(out, shape=session.shape, vocabulary=session.vocabulary,
-                              provenance={"kind": "finetune", "source": backbone.source, "task": session.task.name},
+                              provenance={"task": session.task.name, **provenance},
                               head={"task": session.task.name, "num_outputs": num_outputs(session.task)})
     _write_json(out / FINETUNE_FILE, {"task": session.task.name, "shape": dataclasses.asdict(session.shape),
-                                      "config": json.loads(config.to_json_best_effort())})
+                                      "config": json.loads((config or session.config).to_json_best_effort())})
 
 
 def summarize(rows: list[dict[str, Any]], workdir: Path, print_fn: Callable[[str], None] = print) -> dict[str, Any]:

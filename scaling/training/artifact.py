@@ -117,11 +117,8 @@ class Artifact:
 
 def abstract_model(shape: shapes.Shape, head: Mapping[str, Any] | None = None) -> nnx.Module:
     """The structure of the model an artifact holds, with ShapeDtypeStruct leaves (float32 parameters)."""
-    if not head:
+    if not head or shape.is_encoder_decoder:  # T5 finetunes text to text: its `head` only names the task
         return models.abstract(shape)
-    if shape.is_encoder_decoder:
-        raise ArtifactError(f"a task head {dict(head)} on the encoder-decoder {shape.name}: only BERT models "
-                            f"carry heads (T5 finetunes text to text)")
     from scaling.models import heads
 
     def make() -> nnx.Module:
@@ -349,11 +346,12 @@ def _sync(name: str) -> None:
 
 
 def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabulary: Any,
-                     provenance: Mapping[str, Any]) -> Path:
+                     provenance: Mapping[str, Any], head: Mapping[str, Any] | None = None) -> Path:
     """Writes `model.json` and `vocabulary.model` into a training workdir (process 0; idempotent).
 
     The trainer calls it when a run starts, so that :func:`load` and every command read the workdir without
-    its config. A description that is already there with the same shape and vocabulary is left as it is.
+    its config; `head` describes a BERT task head in the checkpoints' parameters. A description that is already
+    there with the same shape, head and vocabulary is left as it is (so its provenance keeps the first start).
     """
     workdir = Path(workdir).absolute()
     if jax.process_index() != 0:
@@ -361,7 +359,7 @@ def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabul
     workdir.mkdir(parents=True, exist_ok=True)
     stored_vocabulary = vocabulary_bytes(vocabulary)
     extra_ids = getattr(vocabulary, "extra_ids", vocab_lib.NUM_EXTRA_IDS)
-    record = _descriptor(shape, stored_vocabulary is not None, extra_ids, {"kind": "train", **provenance}, None)
+    record = _descriptor(shape, stored_vocabulary is not None, extra_ids, {"kind": "train", **provenance}, head)
     model_path, vocabulary_path = workdir / MODEL_FILE, workdir / VOCABULARY_FILE
     if model_path.is_file():
         try:
@@ -371,7 +369,7 @@ def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabul
         same_vocabulary = (vocabulary_path.read_bytes() == stored_vocabulary if vocabulary_path.is_file()
                            else stored_vocabulary is None)
         if (old.get("format") == FORMAT and old.get("shape") == record["shape"] and same_vocabulary
-                and old.get("vocabulary") == record["vocabulary"]):
+                and old.get("vocabulary") == record["vocabulary"] and old.get("head") == record["head"]):
             return workdir
         log.warning("%s describes another model than this run trains; rewriting it", model_path)
     if stored_vocabulary is not None:
@@ -435,13 +433,7 @@ def _found_descriptor(path: Path) -> _Found:
     if "shape" not in record:
         raise ArtifactError(f"{path / MODEL_FILE}: no shape")
     shape = _shape_from_record(record["shape"], path / MODEL_FILE)
-    if (path / PARAMS_DIR).is_dir():
-        layout = "artifact"
-    elif (path / CHECKPOINTS_DIR).is_dir() or (record.get("provenance") or {}).get("kind") == "train":
-        layout = "workdir"
-    else:
-        raise ArtifactError(f"{path} has {MODEL_FILE} but neither {PARAMS_DIR}/ (an artifact) nor "
-                            f"{CHECKPOINTS_DIR}/ (a training workdir): the parameters are missing")
+    layout = "artifact" if (path / PARAMS_DIR).is_dir() else "workdir"
     vocabulary = None
     if record.get("vocabulary"):
         vocabulary = path / record["vocabulary"]
@@ -474,7 +466,8 @@ def _found_legacy_finetuned(path: Path) -> _Found:
     head = None
     if not shape.is_encoder_decoder:
         try:
-            tree = ocp.StandardCheckpointer().metadata(path / PARAMS_DIR).item_metadata.tree
+            with ocp.StandardCheckpointer() as checkpointer:
+                tree = checkpointer.metadata(path / PARAMS_DIR).item_metadata.tree
             head = {"task": record.get("task"), "num_outputs": int(tree["classifier_bias"]["value"].shape[0])}
         except Exception as e:  # orbax raises many types for missing or truncated files
             raise ArtifactError(f"{path / PARAMS_DIR} could not be read ({type(e).__name__}: {e})") from e
@@ -535,13 +528,15 @@ def _restore(directory: Path, target: Any, partial: bool = False) -> Any:
         raise ArtifactError(f"{directory} could not be restored ({type(e).__name__}: {e})") from e
 
 
-def _restore_workdir(path: Path, target: Any) -> tuple[Any, int]:
-    """The parameters of the newest step under `path/checkpoints` that reads, and that step."""
+def _restore_workdir(path: Path, target: Any, masks_target: Any) -> tuple[Any, Any, int]:
+    """The parameters (and pruning masks, when the run was masked) of the newest step under `path/checkpoints`
+    that reads, and that step."""
     ckpt_dir = path / CHECKPOINTS_DIR
     steps = sorted((int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit()),
                    reverse=True) if ckpt_dir.is_dir() else []
     if not steps:
-        raise ArtifactError(f"{ckpt_dir} holds no checkpoint yet; train first (or wait for the first save)")
+        raise ArtifactError(f"{path} holds no parameters yet: no {PARAMS_DIR}/ and no checkpoint in "
+                            f"{CHECKPOINTS_DIR}/ (a run that has not saved one yet, or an incomplete copy)")
     failures = []
     for step in steps:
         step_dir = ckpt_dir / str(step)
@@ -550,13 +545,16 @@ def _restore_workdir(path: Path, target: Any) -> tuple[Any, int]:
             failures.append(f"step {step}: {reason}")
             continue
         try:
-            params = _restore(step_dir / "state", {"params": target}, partial=True)["params"]
-        except ArtifactError as e:
+            with ocp.PyTreeCheckpointer() as checkpointer:
+                masked = "masks" in checkpointer.metadata(step_dir / "state").item_metadata
+            wanted = {"params": target, **({"masks": masks_target} if masked else {})}
+            restored = _restore(step_dir / "state", wanted, partial=True)
+        except (ArtifactError, OSError, ValueError) as e:
             failures.append(f"step {step}: {e}")
             continue
         if failures:
             log.warning("%s: newer checkpoints are unusable (%s); using step %d", ckpt_dir, failures, step)
-        return params, step
+        return restored["params"], restored.get("masks"), step
     raise ArtifactError(f"no usable checkpoint in {ckpt_dir}: {failures}")
 
 
@@ -585,22 +583,19 @@ def load(path: str | os.PathLike, *, vocabulary: Any = None, abstract_params: An
         target = _single_device(nnx.split(abstract_model(found.shape, head))[1])
     else:
         target = abstract_params
-        if head and "backbone" not in _top_keys(abstract_params):
+        if head and not found.shape.is_encoder_decoder and "backbone" not in _top_keys(abstract_params):
             target, partial, head = {"backbone": abstract_params}, True, None
     prov = dict(found.provenance)
     masks = None
+    masks_target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bool_, sharding=x.sharding), target)
     if found.layout == "workdir":
-        params, prov["step"] = _restore_workdir(found.path, target)
+        params, masks, prov["step"] = _restore_workdir(found.path, target, masks_target)
     else:
         params = _restore(found.path / PARAMS_DIR, target, partial=partial)
-        if partial:
-            params = params["backbone"]
         if (found.path / MASKS_DIR).is_dir():
-            masks = _restore(found.path / MASKS_DIR,
-                             jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bool_, sharding=x.sharding),
-                                          target), partial=partial)
-            if partial:
-                masks = masks["backbone"]
+            masks = _restore(found.path / MASKS_DIR, masks_target, partial=partial)
+    if partial:
+        params, masks = params["backbone"], None if masks is None else masks["backbone"]
     return Artifact(shape=found.shape, params=params, vocabulary=vocabulary, provenance=prov, head=head,
                     masks=masks, path=found.path)
 

@@ -34,7 +34,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling import accounting, models, optim, parallel, shapes
-from scaling.training import checkpoints, metrics
+from scaling.training import artifact, checkpoints, metrics
 from scaling import budget as budget_lib
 from scaling.errors import ScalingError, UserError
 
@@ -522,7 +522,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
     Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
     `workdir/summary.json`).
     """
+    from scaling.data import tasks
+
     run = build_run(config, devices)
+    artifact.describe_workdir(workdir, shape=run.shape, vocabulary=tasks.vocabulary(config.data.task),
+                              provenance={"kind": "train", "source": config.init_from or config.data.task})
     return fit(pretraining_job(run), workdir, stop_after_steps=stop_after_steps, print_fn=print_fn).metrics
 
 
