@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -153,17 +154,23 @@ def test_paths_that_are_no_model_and_corrupt_params_are_named(tmp_path):
         artifact.load(out)
 
 
+def write_params(params, directory):
+    """`DIR/params` as the older formats wrote it: one orbax checkpoint of the parameters."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory.absolute() / "params", params, force=True)
+
+
 def test_older_layouts_still_load(tmp_path):
     """`shape.json` + `params/` (scaling-params/1) and `finetune.json` + `params/` (scaling-finetuned/1)."""
     shape, params = tiny_model(vocab_size=8192)
-    artifact.save_params(params, tmp_path / "old")
+    write_params(params, tmp_path / "old")
     (tmp_path / "old/shape.json").write_text(json.dumps({"format": "scaling-params/1", "name": shape.name,
                                                          "source": "/hf/t5", "shape": dataclasses.asdict(shape)}))
     old = artifact.load(tmp_path / "old")
     assert old.shape == shape and old.vocabulary is None and old.provenance["source"] == "/hf/t5"
     assert_trees_equal(old.params, params)
 
-    artifact.save_params(params, tmp_path / "ft")
+    write_params(params, tmp_path / "ft")
     (tmp_path / "ft/finetune.json").write_text(json.dumps({"format": "scaling-finetuned/1", "task": "sms_spam",
                                                            "shape": dataclasses.asdict(shape), "vocabulary": None}))
     finetuned = artifact.load(tmp_path / "ft")

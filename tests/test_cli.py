@@ -165,7 +165,8 @@ def test_verbosity_flags_set_the_log_level(trained):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config.budget.steps=100"], "--config.budget.steps: no such field; write the budget as --config.budget=steps:100"),
+    (["--config.budget.steps=100"], "--config.budget.steps: no such field; write the budget as "
+                                    "--config.budget=steps:100"),
     (["--config.optimizer.lrate=1"], "did you mean --config.optimizer.learning_rate"),
     (["--config.batch_size=many"], "--config.batch_size=many: expected an integer"),
     (["--config.optimizer=3"], "--config.optimizer is a group of fields"),

@@ -1,5 +1,5 @@
-"""Released checkpoints in and out: Hugging Face T5 (`hf`), Mesh TensorFlow T5 (`mesh_tf`), and our converted
-checkpoints on disk (`store`) that `--config.init_from`, `export-hf` and `python -m scaling.decode` read.
+"""Released checkpoints in and out: Hugging Face T5 (`hf`, tokenizers in `tokenizer`) and Mesh TensorFlow T5
+(`mesh_tf`), each producing or consuming the one model artifact (:mod:`scaling.training.artifact`).
 
     from scaling.convert import hf
     model, shape = hf.load_t5("t5-efficient-small-nl24/")   # logits = model(encoder_tokens, decoder_tokens)

@@ -98,7 +98,7 @@ def get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 
 def _is_abbreviation(short: str, long: str) -> bool:
-    """Whether ``short``'s letters appear in order in ``long``, starting with its first (``lrate``, ``learning_rate``)."""
+    """Whether ``short``'s letters appear in order in ``long``, from its first one (``lrate``: ``learning_rate``)."""
     letters = iter(long)
     return bool(short) and short[0] == long[0] and all(c in letters for c in short)
 

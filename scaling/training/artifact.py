@@ -59,7 +59,6 @@ LEGACY_SHAPE_FILE = "shape.json"
 LEGACY_FINETUNED_FORMAT = "scaling-finetuned/1"
 LEGACY_FINETUNED_FILE = "finetune.json"
 TRAINING_CONFIG_FILE = "config.json"
-SHAPE_FILE = LEGACY_SHAPE_FILE  # the old name, for callers not yet moved to MODEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -546,7 +545,7 @@ def _restore_workdir(path: Path, target: Any, masks_target: Any) -> tuple[Any, A
             continue
         try:
             with ocp.PyTreeCheckpointer() as checkpointer:
-                masked = "masks" in checkpointer.metadata(step_dir / "state").item_metadata
+                masked = "masks" in (checkpointer.metadata(step_dir / "state").item_metadata or {})
             wanted = {"params": target, **({"masks": masks_target} if masked else {})}
             restored = _restore(step_dir / "state", wanted, partial=True)
         except (ArtifactError, OSError, ValueError) as e:
@@ -608,27 +607,6 @@ def _top_keys(tree: Any) -> set:
 
 
 # ------------------------------------------------------------------- compatibility for unported callers
-
-def is_converted(directory: str | os.PathLike) -> bool:
-    """Whether `directory` is a standalone artifact (new or old format) rather than a workdir."""
-    directory = Path(directory)
-    return (directory / PARAMS_DIR).is_dir() and any(
-        (directory / f).is_file() for f in (MODEL_FILE, LEGACY_SHAPE_FILE))
-
-
-def save_params(params: Any, directory: str | os.PathLike) -> None:
-    """Writes `params` to `directory/params` (orbax), replacing what is there. Prefer :func:`save`."""
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / PARAMS_DIR, params, force=True)
-        checkpointer.wait_until_finished()
-
-
-def restore_params(directory: str | os.PathLike, abstract_params: Any) -> Any:
-    """The parameters in `directory/params` laid out as `abstract_params`. Prefer :func:`load`."""
-    return _restore(Path(directory).absolute() / PARAMS_DIR, abstract_params)
-
 
 __all__ = ["Artifact", "ArtifactError", "ArtifactExistsError", "NotAModelError", "VocabularyMismatchError",
            "abstract_model", "as_vocabulary", "check_vocabulary", "describe_workdir", "load", "load_shape",

@@ -181,8 +181,6 @@ class Run:
 
 def resolve_shape(config: ml_collections.ConfigDict) -> shapes.Shape:
     """The shape a config trains: `config.model.name` with its vocabulary size and dropout rate resolved."""
-    from scaling.training import artifact
-
     try:
         return artifact.shape_from_training_config(config)
     except shapes.ShapeError as e:
@@ -284,8 +282,6 @@ def init_state(run: Run, params: nnx.State | None = None, masks: Any = None) -> 
 def imported_params(run: Run) -> nnx.State:
     """The parameters of the model `config.init_from` (any kind: artifact, training workdir, finetuned or pruned
     model; a finetuned BERT gives its backbone), restored into the run's shardings."""
-    from scaling.training import artifact
-
     path = run.config.init_from
     saved = artifact.load_shape(path)
     differ = {f.name: (getattr(saved, f.name), getattr(run.shape, f.name)) for f in dataclasses.fields(saved)
@@ -449,6 +445,7 @@ class Job:
     evaluate: Callable[[Any], dict[str, float]]  # params → `eval_*` metrics, at `eval_every_steps` and the end
     stop_early: Callable[[Any], bool] | None = None  # params → done before the budget (asked every `check_every`)
     check_every: int = 0
+    describe: Callable[[Path], None] | None = None  # makes the workdir a model artifact, once the data reads
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra summary.json fields
 
 
@@ -492,9 +489,15 @@ def pretraining_job(run: Run) -> Job:
     """Pretraining on the config's data task: random (or `init_from`) parameters, evaluation loss on its split."""
     config = run.config
     eval_batches = lambda: _take(batches(run, config.data.eval_split, 0), config.data.eval_batches)  # noqa: E731
+    def describe(workdir: Path) -> None:
+        from scaling.data import tasks
+
+        artifact.describe_workdir(workdir, shape=run.shape, vocabulary=tasks.vocabulary(config.data.task),
+                                  provenance={"kind": "train", "source": config.init_from or config.data.task})
+
     return Job(run=run, train_batches=lambda position: batches(run, "train", position),
                initial_state=lambda: init_state(run, imported_params(run) if config.init_from else None),
-               evaluate=loss_evaluator(run, eval_batches))
+               evaluate=loss_evaluator(run, eval_batches), describe=describe)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -522,11 +525,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
     Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
     `workdir/summary.json`).
     """
-    from scaling.data import tasks
-
     run = build_run(config, devices)
-    artifact.describe_workdir(workdir, shape=run.shape, vocabulary=tasks.vocabulary(config.data.task),
-                              provenance={"kind": "train", "source": config.init_from or config.data.task})
     return fit(pretraining_job(run), workdir, stop_after_steps=stop_after_steps, print_fn=print_fn).metrics
 
 
@@ -574,6 +573,8 @@ def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: cont
     if not finished():
         train_batches = job.train_batches(position)  # a missing dataset fails here, before any parameter exists
         pending = [next(train_batches)]
+        if job.describe is not None:
+            job.describe(workdir)
         if state is None:
             state = job.initial_state()
             if job.stop_early is not None and job.stop_early(state["params"]):
