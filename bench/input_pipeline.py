@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import emit  # noqa: E402
+from common import emit
 
-from scaling.experiments import profile  # noqa: E402
-from scaling.data import pipeline  # noqa: E402
+from scaling.data import pipeline
+from scaling.experiments import profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,8 +52,14 @@ def main() -> None:
     rows = []
     for task, feature_lengths in (("sotu_span_corruption", lengths), ("sotu_mlm", {"inputs": 128})):
         rate = pipeline_rate(task, feature_lengths, config.batch_size, args.batches)
-        rows.append({"task": task, "pipeline_examples_per_second": rate,
-                     "train_step_examples_per_second": consumed, "ratio": rate / consumed})
+        rows.append(
+            {
+                "task": task,
+                "pipeline_examples_per_second": rate,
+                "train_step_examples_per_second": consumed,
+                "ratio": rate / consumed,
+            }
+        )
     emit(rows, ["task", "pipeline_examples_per_second", "train_step_examples_per_second", "ratio"], args.json)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jax.numpy as jnp  # noqa: E402
-from common import emit, matmul_peak, t5_config  # noqa: E402
+import jax.numpy as jnp
+from common import emit, matmul_peak, t5_config
 
-from scaling.experiments import profile  # noqa: E402
+from scaling.experiments import profile
 
 
 def main() -> None:
@@ -32,12 +32,32 @@ def main() -> None:
     rows = []
     for shape in args.shapes:
         row = profile.profile(t5_config(shape, batch=args.batch, dtype=args.dtype), steps=args.steps, warmup=2)
-        rows.append({"shape": row["shape"], "batch": args.batch, "dtype": args.dtype,
-                     "seconds_per_step": row["seconds_per_step"], "achieved_flops_per_second":
-                     row["achieved_flops_per_second"], "matmul_peak_flops_per_second": peak,
-                     "fraction_of_peak": row["achieved_flops_per_second"] / peak, "mfu": row["mfu"]})
-    emit(rows, ["shape", "batch", "dtype", "seconds_per_step", "achieved_flops_per_second",
-                "matmul_peak_flops_per_second", "fraction_of_peak", "mfu"], args.json)
+        rows.append(
+            {
+                "shape": row["shape"],
+                "batch": args.batch,
+                "dtype": args.dtype,
+                "seconds_per_step": row["seconds_per_step"],
+                "achieved_flops_per_second": row["achieved_flops_per_second"],
+                "matmul_peak_flops_per_second": peak,
+                "fraction_of_peak": row["achieved_flops_per_second"] / peak,
+                "mfu": row["mfu"],
+            }
+        )
+    emit(
+        rows,
+        [
+            "shape",
+            "batch",
+            "dtype",
+            "seconds_per_step",
+            "achieved_flops_per_second",
+            "matmul_peak_flops_per_second",
+            "fraction_of_peak",
+            "mfu",
+        ],
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from common import emit, matmul_peak, t5_config  # noqa: E402
+import jax
+import jax.numpy as jnp
+from common import emit, matmul_peak, t5_config
 
-from scaling.experiments import profile  # noqa: E402
+from scaling.experiments import profile
 from scaling.training import trainer
 
 
@@ -55,8 +55,9 @@ def best_seconds(fn: Any, *args: Any, repeats: int) -> float:
     return min(times)
 
 
-def part_rows(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Compiled, peak: float,
-              repeats: int) -> list[dict[str, Any]]:
+def part_rows(
+    run: trainer.Run, state: dict, batch: dict, compiled: trainer.Compiled, peak: float, repeats: int
+) -> list[dict[str, Any]]:
     """Forward, forward + backward, the optimizer update alone (the separate program of a step that accumulates
     micro-batches) and the full step: seconds and FLOP/s against the peak."""
     loss = trainer._loss_fn(run.graphdef, 0.0)
@@ -76,17 +77,31 @@ def part_rows(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Comp
         return {"params": params, "opt_state": opt_state}
 
     rows = []
-    for part, fn, args, flops in (("forward", forward, (state["params"], batch), train_flops / 3),
-                                  ("forward+backward", grad, (state["params"], batch), train_flops)):
+    for part, fn, args, flops in (
+        ("forward", forward, (state["params"], batch), train_flops / 3),
+        ("forward+backward", grad, (state["params"], batch), train_flops),
+    ):
         seconds = best_seconds(fn, *args, repeats=repeats)
-        rows.append({"part": part, "seconds": seconds, "flops_per_second": flops / seconds,
-                     "fraction_of_peak": flops / seconds / peak})
+        rows.append(
+            {
+                "part": part,
+                "seconds": seconds,
+                "flops_per_second": flops / seconds,
+                "fraction_of_peak": flops / seconds / peak,
+            }
+        )
     times, state = profile.chained_seconds(update, state, steps=repeats, warmup=1)  # the first call compiles
     rows.append({"part": "optimizer update alone", "seconds": min(times)})
     times, state = profile.chained_seconds(step, state, steps=repeats, warmup=1)
     seconds = min(times)
-    rows.append({"part": "full step (+ optimizer)", "seconds": seconds, "flops_per_second": train_flops / seconds,
-                 "fraction_of_peak": train_flops / seconds / peak})
+    rows.append(
+        {
+            "part": "full step (+ optimizer)",
+            "seconds": seconds,
+            "flops_per_second": train_flops / seconds,
+            "fraction_of_peak": train_flops / seconds / peak,
+        }
+    )
     return rows
 
 
@@ -146,8 +161,14 @@ def parse_matmul(body: str, hlo: str) -> Matmul | None:
         return tuple(int(d) for d in found.group(1).split(",") if d)
 
     attrs = dot.group(3)
-    return Matmul(shape(dot.group(1)), shape(dot.group(2)), _dims(attrs, "lhs_contracting_dims"),
-                  _dims(attrs, "rhs_contracting_dims"), _dims(attrs, "lhs_batch_dims"), _dims(attrs, "rhs_batch_dims"))
+    return Matmul(
+        shape(dot.group(1)),
+        shape(dot.group(2)),
+        _dims(attrs, "lhs_contracting_dims"),
+        _dims(attrs, "rhs_contracting_dims"),
+        _dims(attrs, "lhs_batch_dims"),
+        _dims(attrs, "rhs_batch_dims"),
+    )
 
 
 def traced_ops(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Compiled) -> list[dict[str, Any]]:
@@ -157,7 +178,8 @@ def traced_ops(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Com
         with jax.profiler.trace(trace_dir):
             jax.block_until_ready(compiled.step(state, [batch] * run.full_microbatches, jax.random.key(0), 1e-3))
         (trace_file,) = Path(trace_dir).glob("**/*.trace.json.gz")
-        events = [e for e in json.load(gzip.open(trace_file))["traceEvents"] if e.get("ph") == "X"]
+        with gzip.open(trace_file) as f:
+            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
     total, calls = collections.Counter(), collections.Counter()
     for e in events:
         total[e["name"]] += e["dur"]
@@ -172,8 +194,15 @@ def traced_ops(run: trainer.Run, state: dict, batch: dict, compiled: trainer.Com
         called = re.search(r"calls=(%[^,\s]+)", line.group(2))
         if called and called.group(1) in computations:
             body = computations[called.group(1)]
-        ops.append({"op": name, "milliseconds": micros / 1e3, "calls": calls[name], "output": line.group(1),
-                    "matmul": parse_matmul(body, hlo)})
+        ops.append(
+            {
+                "op": name,
+                "milliseconds": micros / 1e3,
+                "calls": calls[name],
+                "output": line.group(1),
+                "matmul": parse_matmul(body, hlo),
+            }
+        )
     return ops
 
 
@@ -198,20 +227,37 @@ def matmul_rows(ops: list[dict[str, Any]], peak: float, repeats: int) -> list[di
         rhs = jax.random.normal(keys[1], matmul.rhs, jnp.float32)
         dot = jax.jit(lambda a, b, dims=matmul.dimension_numbers: jax.lax.dot_general(a, b, dims))
         alone = best_seconds(dot, lhs, rhs, repeats=repeats)
-        rows.append({"matmul": matmul.label, "form": matmul.form, "calls": seen["calls"],
-                     "gflop": seen["calls"] * matmul.flops / 1e9, "alone_ms": seen["calls"] * alone * 1e3,
-                     "alone_fraction_of_peak": matmul.flops / alone / peak, "in_step_ms": seen["in_step_ms"]})
+        rows.append(
+            {
+                "matmul": matmul.label,
+                "form": matmul.form,
+                "calls": seen["calls"],
+                "gflop": seen["calls"] * matmul.flops / 1e9,
+                "alone_ms": seen["calls"] * alone * 1e3,
+                "alone_fraction_of_peak": matmul.flops / alone / peak,
+                "in_step_ms": seen["in_step_ms"],
+            }
+        )
     rows.sort(key=lambda r: -r["alone_ms"])
     forms = sorted({r["form"] for r in rows})
-    return rows + [_total(f"all {form}", form, [r for r in rows if r["form"] == form], peak) for form in forms] + [
-        _total("all matmuls", "", rows, peak)]
+    return (
+        rows
+        + [_total(f"all {form}", form, [r for r in rows if r["form"] == form], peak) for form in forms]
+        + [_total("all matmuls", "", rows, peak)]
+    )
 
 
 def _total(name: str, form: str, rows: list[dict[str, Any]], peak: float) -> dict[str, Any]:
     gflop, alone_ms = sum(r["gflop"] for r in rows), sum(r["alone_ms"] for r in rows)
-    return {"matmul": name, "form": form, "calls": sum(r["calls"] for r in rows), "gflop": gflop,
-            "alone_ms": alone_ms, "alone_fraction_of_peak": gflop * 1e9 / (alone_ms / 1e3) / peak,
-            "in_step_ms": sum(r["in_step_ms"] for r in rows)}
+    return {
+        "matmul": name,
+        "form": form,
+        "calls": sum(r["calls"] for r in rows),
+        "gflop": gflop,
+        "alone_ms": alone_ms,
+        "alone_fraction_of_peak": gflop * 1e9 / (alone_ms / 1e3) / peak,
+        "in_step_ms": sum(r["in_step_ms"] for r in rows),
+    }
 
 
 def main() -> None:
@@ -220,8 +266,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--optimizer", default="adamw", choices=("adamw", "adafactor"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--matmul-repeats", type=int, default=10,
-                        help="timings per replayed matmul; the best counts (a few ms each, so more is cheap)")
+    parser.add_argument(
+        "--matmul-repeats",
+        type=int,
+        default=10,
+        help="timings per replayed matmul; the best counts (a few ms each, so more is cheap)",
+    )
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -242,8 +292,10 @@ def main() -> None:
     emit(matmuls, ["matmul", "form", "calls", "gflop", "alone_ms", "alone_fraction_of_peak", "in_step_ms"], args.json)
     if not args.json:
         step = next(p for p in parts if p["part"].startswith("full step"))["seconds"]
-        print(f"\nthe step's matmuls alone take {matmuls[-1]['alone_ms'] / 1e3:.3g} s, "
-              f"{matmuls[-1]['alone_ms'] / 1e3 / step:.0%} of the {step:.3g} s step")
+        print(
+            f"\nthe step's matmuls alone take {matmuls[-1]['alone_ms'] / 1e3:.3g} s, "
+            f"{matmuls[-1]['alone_ms'] / 1e3 / step:.0%} of the {step:.3g} s step"
+        )
 
 
 if __name__ == "__main__":

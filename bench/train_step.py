@@ -47,32 +47,56 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from common import emit, t5_config  # noqa: E402
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import torch
+import transformers
+from common import emit, t5_config
 
-from scaling import shapes  # noqa: E402
+from scaling import shapes
+from scaling.convert import hf
 from scaling.experiments import profile, recipes
 from scaling.training import trainer
-from scaling.convert import hf  # noqa: E402
 
 Step = Callable[[], float]  # one full train step, finished on return; gives the step's loss
-COLUMNS = ("shape", "family", "batch", "inputs_length", "targets_length", "ours_tokens_per_second",
-           "peer_tokens_per_second", "ratio", "ratio_min", "ratio_max", "ours_seconds_per_step",
-           "peer_seconds_per_step")
+COLUMNS = (
+    "shape",
+    "family",
+    "batch",
+    "inputs_length",
+    "targets_length",
+    "ours_tokens_per_second",
+    "peer_tokens_per_second",
+    "ratio",
+    "ratio_min",
+    "ratio_max",
+    "ours_seconds_per_step",
+    "peer_seconds_per_step",
+)
 # Shape fields BertForMaskedLM hard-wires: post-LN BERT with biases, learned positions and the full MLM head.
-_HF_BERT = {"ffn_activation": "gelu", "ffn_gating": "none", "position_embedding": "learned", "norm_kind": "layer",
-            "norm_position": "post", "attention_bias": True, "linear_bias": True, "embedding_norm": True,
-            "final_norm": False, "head_transform": True, "decoder_bias": True, "tie_embeddings": True,
-            "sparse_prediction": False, "layer_sharing": "none"}
+_HF_BERT = {
+    "ffn_activation": "gelu",
+    "ffn_gating": "none",
+    "position_embedding": "learned",
+    "norm_kind": "layer",
+    "norm_position": "post",
+    "attention_bias": True,
+    "linear_bias": True,
+    "embedding_norm": True,
+    "final_norm": False,
+    "head_transform": True,
+    "decoder_bias": True,
+    "tie_embeddings": True,
+    "sparse_prediction": False,
+    "layer_sharing": "none",
+}
 PAUSE_SECONDS = 0.2
 
 
 # ------------------------------------------------------------------------------------------------ configs
+
 
 def bert_config(shape: str, *, batch: int, inputs: int) -> ml_collections.ConfigDict:
     """Cramming's recipe (its AdamW settings and clipping) at a benchmark batch: one micro-batch, a constant
@@ -101,6 +125,7 @@ def tokens_per_step(run: trainer.Run) -> int:
 
 # --------------------------------------------------------------------------------------------------- ours
 
+
 def ours(run: trainer.Run, batch: dict[str, jax.Array]) -> Step:
     """One optimizer step as the trainer runs it (`Compiled.step`, as `profile.profile` times it)."""
     state = trainer.init_state(run)
@@ -119,26 +144,43 @@ def ours(run: trainer.Run, batch: dict[str, jax.Array]) -> Step:
 
 # --------------------------------------------------------------------------------------------------- peer
 
+
 def peer_model(shape: shapes.Shape) -> transformers.PreTrainedModel:
     """transformers' model for our resolved shape (random weights), or a refusal where it would differ."""
     if shape.is_encoder_decoder:
         if shape.shared_heads or shape.tied_kv:
-            raise ValueError(f"{shape.name}: transformers' T5 has no shared heads or tied key-values; it would "
-                             f"compute full heads, so the comparison would not be the same work")
+            raise ValueError(
+                f"{shape.name}: transformers' T5 has no shared heads or tied key-values; it would "
+                f"compute full heads, so the comparison would not be the same work"
+            )
         return transformers.T5ForConditionalGeneration(transformers.T5Config(**hf.hf_config(shape), use_cache=False))
     differ = {k: getattr(shape, k) for k, v in _HF_BERT.items() if getattr(shape, k) != v}
     if differ or shape.type_vocab_size < 1:
-        raise ValueError(f"{shape.name}: BertForMaskedLM cannot express {differ or {'type_vocab_size': 0}}; "
-                         f"use a bert-* preset (bert-tiny, bert-mini, bert-base, bert-large) with knobs")
-    return transformers.BertForMaskedLM(transformers.BertConfig(
-        vocab_size=shape.vocab_size, hidden_size=shape.d_model, num_hidden_layers=shape.num_encoder_layers,
-        num_attention_heads=shape.num_heads, intermediate_size=shape.d_ff, hidden_act="gelu_new",
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=shape.max_length,
-        type_vocab_size=shape.type_vocab_size, layer_norm_eps=shape.norm_eps, tie_word_embeddings=True))
+        raise ValueError(
+            f"{shape.name}: BertForMaskedLM cannot express {differ or {'type_vocab_size': 0}}; "
+            f"use a bert-* preset (bert-tiny, bert-mini, bert-base, bert-large) with knobs"
+        )
+    return transformers.BertForMaskedLM(
+        transformers.BertConfig(
+            vocab_size=shape.vocab_size,
+            hidden_size=shape.d_model,
+            num_hidden_layers=shape.num_encoder_layers,
+            num_attention_heads=shape.num_heads,
+            intermediate_size=shape.d_ff,
+            hidden_act="gelu_new",
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            max_position_embeddings=shape.max_length,
+            type_vocab_size=shape.type_vocab_size,
+            layer_norm_eps=shape.norm_eps,
+            tie_word_embeddings=True,
+        )
+    )
 
 
 def peer_inputs(shape: shapes.Shape, batch: dict[str, jax.Array]) -> dict[str, torch.Tensor]:
     """Our batch as transformers' keyword arguments; unweighted target positions become the ignored label -100."""
+
     def tensor(key: str) -> torch.Tensor:
         return torch.from_numpy(np.asarray(batch[key], np.int64))
 
@@ -155,8 +197,10 @@ def peer_inputs(shape: shapes.Shape, batch: dict[str, jax.Array]) -> dict[str, t
 def peer_optimizer(model: torch.nn.Module, config: ml_collections.ConfigDict, lr: float) -> torch.optim.Optimizer:
     """Fused AdamW at our hyperparameters; like `optim.decay_mask`, no weight decay on 1-D parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr, betas=(config.b1, config.b2), eps=config.eps, fused=True)
 
 
@@ -182,6 +226,7 @@ def peer(run: trainer.Run, batch: dict[str, jax.Array]) -> tuple[Step, str]:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
+
 
 def seconds_per_step(step: Step, steps: int) -> float:
     """Mean wall seconds of `steps` consecutive steps, after a pause that lets idle worker threads sleep."""
@@ -216,34 +261,57 @@ def compare(config: ml_collections.ConfigDict, *, rounds: int = 5, steps: int = 
     ratios = [peer_time / ours_time for ours_time, peer_time in times]
     ours_time, peer_time = (statistics.median(t[i] for t in times) for i in (0, 1))
     return {
-        "shape": run.shape.name, "family": run.shape.family, "batch": config.batch_size,
-        "inputs_length": run.feature_lengths["inputs"], "targets_length": run.feature_lengths.get("targets", 0),
-        "optimizer": optimizer_label(config), "dtype": np.dtype(run.dtype).name,
-        "ours_tokens_per_second": tokens / ours_time, "peer_tokens_per_second": tokens / peer_time,
-        "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-        "ours_seconds_per_step": ours_time, "peer_seconds_per_step": peer_time,
-        "ours_loss_at_init": losses[0], "peer_loss_at_init": losses[1], "rounds": rounds, "steps": steps,
+        "shape": run.shape.name,
+        "family": run.shape.family,
+        "batch": config.batch_size,
+        "inputs_length": run.feature_lengths["inputs"],
+        "targets_length": run.feature_lengths.get("targets", 0),
+        "optimizer": optimizer_label(config),
+        "dtype": np.dtype(run.dtype).name,
+        "ours_tokens_per_second": tokens / ours_time,
+        "peer_tokens_per_second": tokens / peer_time,
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "ours_seconds_per_step": ours_time,
+        "peer_seconds_per_step": peer_time,
+        "ours_loss_at_init": losses[0],
+        "peer_loss_at_init": losses[1],
+        "rounds": rounds,
+        "steps": steps,
         "peer": f"transformers {transformers.__version__} / torch {torch.__version__}, "
-                f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} threads",
         "peer_attention": attention,
     }
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["small", "small-nl24-dm256", "bert-base-nl4"],
-                        help="T5 and bert-* shape names; full small-nl24 / bert-base are for a GPU")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["small", "small-nl24-dm256", "bert-base-nl4"],
+        help="T5 and bert-* shape names; full small-nl24 / bert-base are for a GPU",
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--inputs-length", type=int, default=128)
     parser.add_argument("--targets-length", type=int, default=32, help="T5 only")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first (the first gives the "
-                                                               "loss at init)")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per side first (the first gives the loss at init)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = [compare(config_for(s, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length),
-                    rounds=args.rounds, steps=args.steps, warmup=args.warmup) for s in args.shapes]
+    rows = [
+        compare(
+            config_for(s, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length),
+            rounds=args.rounds,
+            steps=args.steps,
+            warmup=args.warmup,
+        )
+        for s in args.shapes
+    ]
     emit(rows, COLUMNS, args.json)
     return rows
 

@@ -1,6 +1,6 @@
 """A tiny T5 on the embedded State-of-the-Union corpus: runs on a laptop CPU in about two minutes.
 
-    python -m scaling.train --config=configs/demo.py --workdir=/tmp/scaling-demo
+python -m scaling.train --config=configs/demo.py --workdir=/tmp/scaling-demo
 """
 
 from scaling.training import trainer

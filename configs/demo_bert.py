@@ -1,6 +1,6 @@
 """A tiny BERT on the embedded State-of-the-Union corpus (MLM): the encoder counterpart of configs/demo.py.
 
-    python -m scaling.train --config=configs/demo_bert.py --workdir=/tmp/scaling-demo-bert
+python -m scaling.train --config=configs/demo_bert.py --workdir=/tmp/scaling-demo-bert
 """
 
 from scaling.training import trainer

@@ -27,14 +27,30 @@ from scaling.experiments import study
 CRAMMED = "crammed-bert-nl4-dm256-ff1k-nh4"
 ORIGINAL = "bert-mini"  # 4 layers, width 256, 4 heads, FFN 1024: the same knobs, BERT's switches
 ORIGINAL_TRAIN = {
-    "batch_size": 16, "micro_batch_size": None, "model": {"dropout_rate": 0.1},
-    "optimizer": {"learning_rate": 1e-4, "b2": 0.999, "eps": 1e-6, "grad_clip_norm": 1.0, "schedule": "linear",
-                  "warmup_fraction": 0.01, "batch_ramp_fraction": 0.0},
+    "batch_size": 16,
+    "micro_batch_size": None,
+    "model": {"dropout_rate": 0.1},
+    "optimizer": {
+        "learning_rate": 1e-4,
+        "b2": 0.999,
+        "eps": 1e-6,
+        "grad_clip_norm": 1.0,
+        "schedule": "linear",
+        "warmup_fraction": 0.01,
+        "batch_ramp_fraction": 0.0,
+    },
 }
 MINIMAL_TRAIN = {
     "micro_batch_size": None,
-    "optimizer": {"learning_rate": 1e-4, "b2": 0.999, "eps": 1e-6, "grad_clip_norm": 1.0, "schedule": "cosine",
-                  "warmup_fraction": 0.1, "batch_ramp_fraction": 0.0},
+    "optimizer": {
+        "learning_rate": 1e-4,
+        "b2": 0.999,
+        "eps": 1e-6,
+        "grad_clip_norm": 1.0,
+        "schedule": "cosine",
+        "warmup_fraction": 0.1,
+        "batch_ramp_fraction": 0.0,
+    },
 }
 ORIGINAL_DATA = {"data": {"task": "sotu_mlm"}}
 
@@ -53,8 +69,10 @@ def get_config(variant: str = ""):
     config.common = {
         "model": {"name": CRAMMED, "vocab_size": None, "dropout_rate": 0.0},
         "data": {"task": "sotu_cramming_mlm", "inputs_length": 128, "eval_batches": 8},
-        "batch_size": 64, "micro_batch_size": 16,
-        "log_every_steps": 5, "eval_every_steps": 0,
+        "batch_size": 64,
+        "micro_batch_size": 16,
+        "log_every_steps": 5,
+        "eval_every_steps": 0,
         "checkpoint": {"save_interval_steps": 200},
     }
     runs = {

@@ -27,7 +27,8 @@ def get_config(variant: str = ""):
     config.common = {
         "optimizer": {"warmup_steps": 50},
         "data": {"eval_batches": 8},
-        "log_every_steps": 10, "eval_every_steps": 0,
+        "log_every_steps": 10,
+        "eval_every_steps": 0,
         "checkpoint": {"save_interval_steps": 200},
     }
     runs = {"base": BASE}

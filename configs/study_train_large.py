@@ -30,9 +30,11 @@ def get_config(variant: str = ""):
     config.common = {
         "model": {"vocab_size": None, "switches": "sparse_prediction=true"},  # the embedded corpus' vocabulary
         "data": {"task": "sotu_mlm", "inputs_length": 128, "eval_batches": 8},
-        "batch_size": 16, "micro_batch_size": None,
+        "batch_size": 16,
+        "micro_batch_size": None,
         "optimizer": {"learning_rate": 1e-3},  # the paper's 0.0015 is for batch 8192; ours is 16
-        "log_every_steps": 10, "eval_every_steps": 0,
+        "log_every_steps": 10,
+        "eval_every_steps": 0,
         "checkpoint": {"save_interval_steps": 200},
     }
     config.runs = {name: {"model": {"name": shape(*dims)}} for name, dims in GRID.items()}
@@ -46,8 +48,11 @@ def get_config(variant: str = ""):
     config.compress.combined_bits = "6,4"
     config.compress.recovery_epochs = 0.25
     if variant == "smoke":
-        config.runs = {name: {"model": {"name": shape(depth, width // 2)}}
-                       for name, (depth, width) in GRID.items() if name in ("l2_h128", "l6_h384")}
+        config.runs = {
+            name: {"model": {"name": shape(depth, width // 2)}}
+            for name, (depth, width) in GRID.items()
+            if name in ("l2_h128", "l6_h384")
+        }
         config.order = ",".join(config.runs)
         config.budget = "seconds:4"
         config.common.data.eval_batches = 1

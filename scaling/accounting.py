@@ -93,6 +93,7 @@ class Flops:
 
 # ----------------------------------------------------------------------------------------------- params
 
+
 def _attention_params(s: Shape) -> int:
     d, h, k, kvh = s.d_model, s.num_heads, s.d_kv, s.num_kv_heads
     kv_projections = 1 if s.tied_kv else 2
@@ -142,14 +143,15 @@ def param_counts(s: Shape) -> ParamCounts:
 
 # ------------------------------------------------------------------------------------------------ FLOPs
 
+
 def _matmul_forward(s: Shape, seq: SequenceLengths) -> float:
     d, h, k, kvh = s.d_model, s.num_heads, s.d_kv, s.num_kv_heads
     kv_proj = 1 if s.tied_kv else 2
-    q_o = 2 * (2 * d * h * k)                       # query and output projections, per query token
-    kv = 2 * kv_proj * d * kvh * k                  # key/value projections, per key token
+    q_o = 2 * (2 * d * h * k)  # query and output projections, per query token
+    kv = 2 * kv_proj * d * kvh * k  # key/value projections, per key token
     mlp = 2 * ((2 if s.ffn_gating == "gated" else 1) * d * s.d_ff + s.ffn_hidden * d)
 
-    def attend(context: int) -> float:             # scores and weighted values, per query token
+    def attend(context: int) -> float:  # scores and weighted values, per query token
         return 2 * 2 * context * h * k
 
     i, t = seq.inputs, seq.targets
@@ -166,14 +168,33 @@ def _matmul_forward(s: Shape, seq: SequenceLengths) -> float:
 _DROPOUT, _LAYER_NORM, _ACTIVATION, _SOFTMAX = 4, 5, 8, 5  # ELECTRA's per-element op counts
 
 
-def _electra_stack(h: int, layers: int, s: int, v: int, i: int, kqv: int, heads: int, output_frac: float,
-                   decoder: bool) -> float:
+def _electra_stack(
+    h: int, layers: int, s: int, v: int, i: int, kqv: int, heads: int, output_frac: float, decoder: bool
+) -> float:
     """Forward FLOPs of one stack, term by term as ELECTRA's `TransformerHparams` counts them."""
     m = 2 if decoder else 1
-    block = (3 * 2 * h * kqv * m + 3 * kqv * m + 2 * kqv * s * m + _SOFTMAX * s * heads * m
-             + _DROPOUT * s * heads * m + s * heads * m + 2 * h * s * m + 2 * h * h * m + h * m
-             + _DROPOUT * h * m + h * m + _LAYER_NORM * m
-             + 2 * h * i + _ACTIVATION * i + i + 2 * h * i + h + _DROPOUT * h + h + _LAYER_NORM * h)
+    block = (
+        3 * 2 * h * kqv * m
+        + 3 * kqv * m
+        + 2 * kqv * s * m
+        + _SOFTMAX * s * heads * m
+        + _DROPOUT * s * heads * m
+        + s * heads * m
+        + 2 * h * s * m
+        + 2 * h * h * m
+        + h * m
+        + _DROPOUT * h * m
+        + h * m
+        + _LAYER_NORM * m
+        + 2 * h * i
+        + _ACTIVATION * i
+        + i
+        + 2 * h * i
+        + h
+        + _DROPOUT * h
+        + h
+        + _LAYER_NORM * h
+    )
     embed_in = 2 * h * v + 2 * h * (s + 2) + 2 * h + _LAYER_NORM * h + _DROPOUT * h
     embed_out = output_frac * (2 * h * v + 2 * h * h + h + _ACTIVATION * h + _LAYER_NORM * h + _SOFTMAX * v + 2 * v)
     return (layers * block + embed_in + embed_out) * s
@@ -183,13 +204,23 @@ def _electra_forward(sh: Shape, seq: SequenceLengths) -> float:
     kqv = sh.num_heads * sh.d_kv
     if not sh.is_encoder_decoder:
         frac = seq.output_positions / seq.inputs
-        return _electra_stack(sh.d_model, sh.num_encoder_layers, seq.inputs, sh.vocab_size, sh.d_ff, kqv,
-                              sh.num_heads, frac, decoder=False)
+        return _electra_stack(
+            sh.d_model,
+            sh.num_encoder_layers,
+            seq.inputs,
+            sh.vocab_size,
+            sh.d_ff,
+            kqv,
+            sh.num_heads,
+            frac,
+            decoder=False,
+        )
     # As ELECTRA counts T5: an encoder without output softmax plus a decoder with one on every position.
-    return (_electra_stack(sh.d_model, sh.num_encoder_layers, seq.inputs, sh.vocab_size, sh.d_ff, kqv,
-                           sh.num_heads, 0.0, decoder=False)
-            + _electra_stack(sh.d_model, sh.num_decoder_layers, seq.targets, sh.vocab_size, sh.d_ff, kqv,
-                             sh.num_heads, 1.0, decoder=True))
+    return _electra_stack(
+        sh.d_model, sh.num_encoder_layers, seq.inputs, sh.vocab_size, sh.d_ff, kqv, sh.num_heads, 0.0, decoder=False
+    ) + _electra_stack(
+        sh.d_model, sh.num_decoder_layers, seq.targets, sh.vocab_size, sh.d_ff, kqv, sh.num_heads, 1.0, decoder=True
+    )
 
 
 def flops_per_token(s: Shape, seq: SequenceLengths, convention: str = "matmul") -> Flops:
@@ -204,6 +235,7 @@ def flops_per_token(s: Shape, seq: SequenceLengths, convention: str = "matmul") 
 
 
 # ----------------------------------------------------------------------------------------------- memory
+
 
 @dataclasses.dataclass(frozen=True)
 class MemoryEstimate:
@@ -221,8 +253,9 @@ class MemoryEstimate:
 OPTIMIZER_STATE_FLOATS = {"adamw": 2.0, "adafactor": 0.0, "sgd": 0.0}
 
 
-def memory_estimate(s: Shape, seq: SequenceLengths, *, optimizer: str = "adafactor", compute_bytes: int = 4,
-                    remat: str = "none") -> MemoryEstimate:
+def memory_estimate(
+    s: Shape, seq: SequenceLengths, *, optimizer: str = "adafactor", compute_bytes: int = 4, remat: str = "none"
+) -> MemoryEstimate:
     """Float32 parameters, gradients and optimizer state, plus the activations a layer saves for backward.
 
     Adafactor's factored second moments are counted exactly (a row and a column vector per matrix is far
@@ -261,4 +294,3 @@ def _adafactor_factored_floats(s: Shape) -> int:
     mlp = (2 if s.ffn_gating == "gated" else 1) * (d + f) + (s.ffn_hidden + d)
     layers = s.num_encoder_layers * (attn + mlp) + s.num_decoder_layers * (2 * attn + mlp)
     return layers + 2 * (s.vocab_size + d) + 4 * d * (s.num_encoder_layers + s.num_decoder_layers)
-

@@ -64,13 +64,24 @@ class Parser(argparse.ArgumentParser):
     and, for config-driven commands, ``--config.FIELD=VALUE`` overrides collected into ``args.overrides``."""
 
     def __init__(self, prog: str, doc: str | None, *, overrides: bool = False):
-        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-                         allow_abbrev=False)
+        super().__init__(
+            prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+        )
         self.overrides = overrides
-        self.add_argument("-v", action="count", default=0, dest="verbose",
-                          help="log more: -v at INFO, -vv at DEBUG (default: WARNING and above)")
-        self.add_argument("--verbosity", type=_level, default=None, metavar="LEVEL",
-                          help=f"log level: {', '.join(LEVELS)} (or absl's 1, 0, -1, -2); default warning")
+        self.add_argument(
+            "-v",
+            action="count",
+            default=0,
+            dest="verbose",
+            help="log more: -v at INFO, -vv at DEBUG (default: WARNING and above)",
+        )
+        self.add_argument(
+            "--verbosity",
+            type=_level,
+            default=None,
+            metavar="LEVEL",
+            help=f"log level: {', '.join(LEVELS)} (or absl's 1, 0, -1, -2); default warning",
+        )
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -83,8 +94,11 @@ class Parser(argparse.ArgumentParser):
         parsed = super().parse_args(argv, namespace)
         if self.overrides:
             parsed.overrides = overrides
-        level = parsed.verbosity if parsed.verbosity is not None else (
-            logging.WARNING if not parsed.verbose else logging.INFO if parsed.verbose == 1 else logging.DEBUG)
+        level = (
+            parsed.verbosity
+            if parsed.verbosity is not None
+            else (logging.WARNING if not parsed.verbose else logging.INFO if parsed.verbose == 1 else logging.DEBUG)
+        )
         set_verbosity(level)
         return parsed
 
@@ -101,10 +115,14 @@ def config_parser(prog: str, doc: str | None = None, *, config_help: str, requir
     result = Parser(prog, doc, overrides=True)
     result.add_argument("--config", required=required, metavar="FILE[:ARG]", help=config_help)
     # Documentation only: overrides are taken out of the command line before argparse sees it.
-    result.add_argument("--config.FIELD", dest="_override_help", metavar="VALUE",
-                        help="override one field of the config file, e.g. --config.batch_size=16, "
-                             "--config.optimizer.learning_rate=1e-3 or the budget --config.budget=steps:1000 "
-                             "(UNIT one of steps, tokens, flops, seconds, hours); repeatable, applied in order")
+    result.add_argument(
+        "--config.FIELD",
+        dest="_override_help",
+        metavar="VALUE",
+        help="override one field of the config file, e.g. --config.batch_size=16, "
+        "--config.optimizer.learning_rate=1e-3 or the budget --config.budget=steps:1000 "
+        "(UNIT one of steps, tokens, flops, seconds, hours); repeatable, applied in order",
+    )
     return result
 
 
@@ -119,7 +137,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str
         if not item.startswith(CONFIG_PREFIX):
             rest.append(item)
             continue
-        field, sep, value = item[len(CONFIG_PREFIX):].partition("=")
+        field, sep, value = item[len(CONFIG_PREFIX) :].partition("=")
         if not sep:
             value = next(items, None)
             if value is None or (value.startswith("--") and len(value) > 2):

@@ -35,13 +35,18 @@ def spans(ids: np.ndarray, vocabulary) -> list[tuple[str, str]]:
 
 def _decode(argv: list[str]) -> int:
     parser = cli.parser("python -m scaling.decode", __doc__)
-    parser.add_argument("--checkpoint", required=True,
-                        help="a T5 model directory: converted checkpoint (python -m scaling.convert), training "
-                             "workdir or finetuned run")
-    parser.add_argument("--input", required=True, action="append",
-                        help="text with <extra_id_N> sentinels; repeat for several inputs")
-    parser.add_argument("--vocabulary", default=None,
-                        help="sentencepiece model to use instead of the one stored with the model")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a T5 model directory: converted checkpoint (python -m scaling.convert), training "
+        "workdir or finetuned run",
+    )
+    parser.add_argument(
+        "--input", required=True, action="append", help="text with <extra_id_N> sentinels; repeat for several inputs"
+    )
+    parser.add_argument(
+        "--vocabulary", default=None, help="sentencepiece model to use instead of the one stored with the model"
+    )
     parser.add_argument("--max_length", type=int, default=32, help="decoded tokens per input (default %(default)s)")
     parser.add_argument("--beam_size", type=int, default=1, help="beams; 1 is greedy search (default %(default)s)")
     args = parser.parse_args(argv)
@@ -54,7 +59,7 @@ def _decode(argv: list[str]) -> int:
     encoded = [vocabulary.encode(text) + [vocab.EOS_ID] for text in args.input]
     tokens = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
     for row, ids in zip(tokens, encoded):
-        row[:len(ids)] = ids
+        row[: len(ids)] = ids
     if args.beam_size == 1:
         outputs = decode.greedy(model, tokens, args.max_length)
     else:

@@ -14,8 +14,11 @@ from scaling import cli
 
 
 def _finetune(argv: list[str]) -> int:
-    parser = cli.config_parser("python -m scaling.finetune", __doc__,
-                               config_help="finetuning file, e.g. configs/finetune.py or configs/finetune.py:demo")
+    parser = cli.config_parser(
+        "python -m scaling.finetune",
+        __doc__,
+        config_help="finetuning file, e.g. configs/finetune.py or configs/finetune.py:demo",
+    )
     parser.add_argument("--workdir", required=True, help="where results and finetuned models go")
     args = parser.parse_args(argv)
     from scaling.downstream import finetune

@@ -80,6 +80,7 @@ def _after_warmup(progress: jax.Array, warmup_fraction: float) -> jax.Array:
 
 def inverse_sqrt(peak: float, warmup_steps: int) -> Schedule:
     """T5: ``peak * sqrt(warmup_steps / max(step, warmup_steps))`` — constant, then 1/sqrt(step) decay."""
+
     def schedule(progress, step):
         del progress
         step = jnp.asarray(step, jnp.float32)
@@ -90,6 +91,7 @@ def inverse_sqrt(peak: float, warmup_steps: int) -> Schedule:
 
 def constant(peak: float, warmup_fraction: float = 0.0) -> Schedule:
     """``peak`` after an optional linear warmup over ``warmup_fraction`` of the budget."""
+
     def schedule(progress, step):
         del step
         return peak * _warmup(jnp.asarray(progress, jnp.float32), warmup_fraction)
@@ -99,6 +101,7 @@ def constant(peak: float, warmup_fraction: float = 0.0) -> Schedule:
 
 def linear(peak: float, warmup_fraction: float = 0.0, final_fraction: float = 0.0) -> Schedule:
     """Linear warmup to ``peak``, then linear decay to ``final_fraction * peak`` at progress 1."""
+
     def schedule(progress, step):
         del step
         p = jnp.asarray(progress, jnp.float32)
@@ -110,6 +113,7 @@ def linear(peak: float, warmup_fraction: float = 0.0, final_fraction: float = 0.
 
 def cosine(peak: float, warmup_fraction: float = 0.0, final_fraction: float = 0.0) -> Schedule:
     """Linear warmup to ``peak``, then half a cosine down to ``final_fraction * peak`` at progress 1."""
+
     def schedule(progress, step):
         del step
         p = jnp.asarray(progress, jnp.float32)
@@ -190,6 +194,7 @@ def _path_names(path: tuple) -> list[str]:
 
 def decay_mask(params: Any) -> Any:
     """True where weight decay applies: every parameter except those named ``*scale`` (norms) or ``*bias``."""
+
     def one(path, _):
         names = _path_names(path)
         last = names[-1] if names else ""
@@ -223,8 +228,11 @@ def _per_layer(inner: optax.GradientTransformation, stacked: Any) -> optax.Gradi
 def _validate(config: ml_collections.ConfigDict) -> None:
     if config.name not in OPTIMIZERS:
         raise UserError(f"optimizer.name={config.name!r} is unknown; use one of {OPTIMIZERS}")
-    if not (isinstance(config.learning_rate, (int, float)) and math.isfinite(config.learning_rate)
-            and config.learning_rate > 0):
+    if not (
+        isinstance(config.learning_rate, (int, float))
+        and math.isfinite(config.learning_rate)
+        and config.learning_rate > 0
+    ):
         raise UserError(f"optimizer.learning_rate={config.learning_rate!r}: use a positive peak learning rate")
     if config.grad_clip_norm < 0:
         raise UserError(f"optimizer.grad_clip_norm={config.grad_clip_norm!r}: use a positive norm, or 0 for off")

@@ -159,7 +159,7 @@ def logical_to_mesh_spec(
                 break
             kept.append(axis)
         if len(kept) < len(wanted):
-            dropped = wanted[len(kept):]
+            dropped = wanted[len(kept) :]
             reason = "already used in this spec" if dropped[0] in used else "does not divide the size"
             notes.append(
                 f"dim {dim} ({name}={size}) not sharded over {dropped} "
@@ -170,9 +170,7 @@ def logical_to_mesh_spec(
     return PartitionSpec(*out), notes
 
 
-def param_shardings(
-    abstract_state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES
-) -> tuple[Any, dict[str, list[str]]]:
+def param_shardings(abstract_state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> tuple[Any, dict[str, list[str]]]:
     """NamedShardings for an ``nnx.State`` of parameters (abstract or concrete) from their logical names.
 
     Returns ``(shardings, fallbacks)``: ``shardings`` has the structure of ``abstract_state`` (use it for

@@ -15,8 +15,12 @@ from scaling import cli
 
 
 def _profile(argv: list[str]) -> int:
-    parser = cli.config_parser("python -m scaling.profile", __doc__, required=False,
-                               config_help="config file (configs/NAME.py[:ARG]); default: the paper recipe")
+    parser = cli.config_parser(
+        "python -m scaling.profile",
+        __doc__,
+        required=False,
+        config_help="config file (configs/NAME.py[:ARG]); default: the paper recipe",
+    )
     parser.add_argument("names", nargs="+", metavar="NAME", help="shape names, e.g. small-nl24 NL32-XL")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default %(default)s)")

@@ -16,18 +16,24 @@ from scaling import cli
 
 
 def _study(argv: list[str]) -> int:
-    parser = cli.config_parser("python -m scaling.study", __doc__,
-                               config_help="study file, e.g. configs/study_cramming.py or its :smoke form")
+    parser = cli.config_parser(
+        "python -m scaling.study", __doc__, config_help="study file, e.g. configs/study_cramming.py or its :smoke form"
+    )
     parser.add_argument("--out", required=True, help="where checkpoints and every stage's outputs go (resumable)")
-    parser.add_argument("--results", default=None,
-                        help="where the tables and report go (default notebooks/results/NAME)")
+    parser.add_argument(
+        "--results", default=None, help="where the tables and report go (default notebooks/results/NAME)"
+    )
     args = parser.parse_args(argv)
     from scaling.experiments import configfiles, study
 
     config = configfiles.load_with_overrides(args.config, args.overrides)
-    results = study.run_study(config, args.out, args.results, command=shlex.join(["python", "-m", "scaling.study",
-                                                                                 *argv]),
-                              print_fn=lambda line: print(line, flush=True))
+    results = study.run_study(
+        config,
+        args.out,
+        args.results,
+        command=shlex.join(["python", "-m", "scaling.study", *argv]),
+        print_fn=lambda line: print(line, flush=True),
+    )
     print((results / "report.md").read_text())
     print(f"[study] tables and report in {results}")
     return 0

@@ -17,15 +17,23 @@ from scaling import cli
 def _sweep(argv: list[str]) -> int:
     from scaling.experiments import configfiles, sweep
 
-    parser = cli.config_parser("python -m scaling.sweep", __doc__, config_help="the recipe every run starts from, "
-                               "e.g. configs/demo.py or configs/x.py:ARG (--config.FIELD=VALUE applies to every run)")
+    parser = cli.config_parser(
+        "python -m scaling.sweep",
+        __doc__,
+        config_help="the recipe every run starts from, "
+        "e.g. configs/demo.py or configs/x.py:ARG (--config.FIELD=VALUE applies to every run)",
+    )
     parser.add_argument("--base", required=True, help="base shape, e.g. tiny, small, base-dm512")
-    parser.add_argument("--op", action="append", default=[],
-                        help=f"scaling operator, one of {', '.join(sweep.KNOBS)}; repeatable")
+    parser.add_argument(
+        "--op", action="append", default=[], help=f"scaling operator, one of {', '.join(sweep.KNOBS)}; repeatable"
+    )
     parser.add_argument("--values", action="append", default=[], help="comma-separated values for the matching --op")
     parser.add_argument("--out", required=True, help="sweep directory: one workdir per run, and results.csv")
-    parser.add_argument("--emit_launch", action="store_true",
-                        help="print one python -m scaling.train line per unfinished run instead of training")
+    parser.add_argument(
+        "--emit_launch",
+        action="store_true",
+        help="print one python -m scaling.train line per unfinished run instead of training",
+    )
     args = parser.parse_args(argv)
     if len(args.op) != len(args.values):
         parser.error("give one --values after each --op")
@@ -33,13 +41,20 @@ def _sweep(argv: list[str]) -> int:
     budget_overrides = [(f, v) for f, v in args.overrides if f.partition(".")[0] == configfiles.BUDGET]
     recipe = configfiles.load(args.config)
     configfiles.apply_overrides(recipe, budget_overrides)
-    axes = tuple((op.lower(), tuple(v.strip().lower() for v in values.split(",") if v.strip()))
-                 for op, values in zip(args.op, args.values))
-    spec = sweep.Sweep(recipe=args.config, base=args.base, axes=axes,
-                       budget=(recipe.budget.unit, float(recipe.budget.amount)),
-                       overrides=tuple(o for o in args.overrides if o not in budget_overrides))
-    path = sweep.run(spec, Path(args.out), recipe=recipe, emit_launch=args.emit_launch,
-                     print_fn=lambda line: print(line, flush=True))
+    axes = tuple(
+        (op.lower(), tuple(v.strip().lower() for v in values.split(",") if v.strip()))
+        for op, values in zip(args.op, args.values)
+    )
+    spec = sweep.Sweep(
+        recipe=args.config,
+        base=args.base,
+        axes=axes,
+        budget=(recipe.budget.unit, float(recipe.budget.amount)),
+        overrides=tuple(o for o in args.overrides if o not in budget_overrides),
+    )
+    path = sweep.run(
+        spec, Path(args.out), recipe=recipe, emit_launch=args.emit_launch, print_fn=lambda line: print(line, flush=True)
+    )
     if path is not None:
         print(f"[sweep] results: {path}")
     return 0

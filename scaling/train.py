@@ -16,8 +16,11 @@ from scaling import cli
 
 
 def _train(argv: list[str]) -> int:
-    parser = cli.config_parser("python -m scaling.train", __doc__,
-                               config_help="experiment file in configs/, e.g. configs/demo.py or configs/x.py:ARG")
+    parser = cli.config_parser(
+        "python -m scaling.train",
+        __doc__,
+        config_help="experiment file in configs/, e.g. configs/demo.py or configs/x.py:ARG",
+    )
     parser.add_argument("--workdir", required=True, help="where checkpoints, metrics.jsonl and summary.json go")
     args = parser.parse_args(argv)
     from scaling import parallel

@@ -5,7 +5,9 @@ import tempfile
 
 import jax
 
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ.get("SCALING_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "scaling-test-jax-cache")))
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.get("SCALING_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "scaling-test-jax-cache")),
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

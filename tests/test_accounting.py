@@ -41,22 +41,29 @@ def test_unknown_convention_fails():
         accounting.flops_per_token(shapes.parse("small"), SequenceLengths(8, 8), "tensorflow")
 
 
-@pytest.mark.parametrize("name,seq", [
-    ("small-nl1", SequenceLengths(64, 16)),
-    ("bert-base-nl1", SequenceLengths(64, 0, 64)),
-])
+@pytest.mark.parametrize(
+    "name,seq",
+    [
+        ("small-nl1", SequenceLengths(64, 16)),
+        ("bert-base-nl1", SequenceLengths(64, 0, 64)),
+    ],
+)
 def test_xla_cost_analysis_agrees_with_analytic_forward(name, seq):
     shape = shapes.parse(name, vocab_size=4096)
     model = models.build(shape, rngs=nnx.Rngs(0))
     b = 2
     if shape.is_encoder_decoder:
-        batch = {"encoder_input_tokens": jnp.ones((b, seq.inputs), jnp.int32),
-                 "decoder_input_tokens": jnp.ones((b, seq.targets), jnp.int32),
-                 "decoder_target_tokens": jnp.ones((b, seq.targets), jnp.int32)}
+        batch = {
+            "encoder_input_tokens": jnp.ones((b, seq.inputs), jnp.int32),
+            "decoder_input_tokens": jnp.ones((b, seq.targets), jnp.int32),
+            "decoder_target_tokens": jnp.ones((b, seq.targets), jnp.int32),
+        }
     else:
-        batch = {"encoder_input_tokens": jnp.ones((b, seq.inputs), jnp.int32),
-                 "encoder_target_tokens": jnp.ones((b, seq.inputs), jnp.int32),
-                 "encoder_loss_weights": jnp.ones((b, seq.inputs), jnp.float32)}
+        batch = {
+            "encoder_input_tokens": jnp.ones((b, seq.inputs), jnp.int32),
+            "encoder_target_tokens": jnp.ones((b, seq.inputs), jnp.int32),
+            "encoder_loss_weights": jnp.ones((b, seq.inputs), jnp.float32),
+        }
     graphdef, state = nnx.split(model)
     compiled = jax.jit(lambda st: nnx.merge(graphdef, st).loss(batch)[0]).lower(state).compile()
     cost = compiled.cost_analysis()
@@ -86,7 +93,9 @@ def test_sparse_prediction_reduces_head_flops():
     seq_dense = SequenceLengths.default_for(dense, 128, mask_rate=0.25)
     seq_sparse = SequenceLengths.default_for(sparse, 128, mask_rate=0.25)
     assert seq_sparse.output_positions == 32 and seq_dense.output_positions == 128
-    saved = (accounting.flops_per_token(dense, seq_dense).forward_per_example
-             - accounting.flops_per_token(sparse, seq_sparse).forward_per_example)
+    saved = (
+        accounting.flops_per_token(dense, seq_dense).forward_per_example
+        - accounting.flops_per_token(sparse, seq_sparse).forward_per_example
+    )
     assert saved == 96 * 2 * 768 * 32768
     assert np.isfinite(saved)

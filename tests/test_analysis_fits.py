@@ -26,7 +26,8 @@ def test_chinchilla_fit_recovers_constants_from_noisy_data():
     # What the fit is for: the compute-optimal allocation agrees within a few percent.
     budget = 1e21
     assert fits.compute_optimal(fit, budget)["N_opt"] == pytest.approx(
-        fits.compute_optimal(TRUE, budget)["N_opt"], rel=0.05)
+        fits.compute_optimal(TRUE, budget)["N_opt"], rel=0.05
+    )
 
 
 def test_exact_data_is_recovered_exactly_and_the_grid_start_count_does_not_matter():

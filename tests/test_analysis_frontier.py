@@ -39,15 +39,22 @@ def test_throughput_axis_is_invariant_to_the_decreasing_transform():
     assert by_inverse.tolist() == frontier.pareto(-throughput, quality).tolist()
     # The fastest model is always efficient; a model that is both slower and worse than another never is.
     assert by_inverse[np.argmax(throughput)] or np.any((throughput == throughput.max()) & by_inverse)
-    brute = [not any((throughput[j] >= throughput[i]) and (quality[j] >= quality[i])
-                     and ((throughput[j] > throughput[i]) or (quality[j] > quality[i])) for j in range(40))
-             for i in range(40)]
+    brute = [
+        not any(
+            (throughput[j] >= throughput[i])
+            and (quality[j] >= quality[i])
+            and ((throughput[j] > throughput[i]) or (quality[j] > quality[i]))
+            for j in range(40)
+        )
+        for i in range(40)
+    ]
     assert by_inverse.tolist() == brute
 
 
 def test_staircase_and_tables():
-    table = pd.DataFrame({"run": list("abcd"), "params": [1, 2, 3, 4], "flops": [4, 3, 2, 1],
-                          "loss": [3.0, 2.0, 2.5, 1.0]})
+    table = pd.DataFrame(
+        {"run": list("abcd"), "params": [1, 2, 3, 4], "flops": [4, 3, 2, 1], "loss": [3.0, 2.0, 2.5, 1.0]}
+    )
     xs, ys = frontier.staircase(table["params"], table["loss"], higher_is_better=False)
     assert xs.tolist() == [1, 2, 4] and ys.tolist() == [3.0, 2.0, 1.0]
     ft = frontier.frontier_table(table, "params", "loss", higher_is_better=False)
@@ -62,8 +69,9 @@ def test_staircase_and_tables():
 
 
 def test_same_budget_interpolates_and_never_extrapolates():
-    curves = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 2, "seconds": [0, 10, 20, 5, 10],
-                           "loss": [4.0, 3.0, 2.0, 3.0, 2.5]})
+    curves = pd.DataFrame(
+        {"run": ["a"] * 3 + ["b"] * 2, "seconds": [0, 10, 20, 5, 10], "loss": [4.0, 3.0, 2.0, 3.0, 2.5]}
+    )
     at = frontier.at_budget(curves, 15, x="seconds", y="loss").set_index("run")
     assert at.loc["a", "loss"] == pytest.approx(2.5) and at.loc["a", "reached"]
     assert np.isnan(at.loc["b", "loss"]) and not at.loc["b", "reached"]

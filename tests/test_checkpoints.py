@@ -23,8 +23,9 @@ flax.config.update("flax_always_shard_variable", False)
 
 def run_python(code: str, devices: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 class Tiny(nnx.Module):
@@ -40,8 +41,12 @@ def train_state(seed: int = 0):
     opt_state = tx.init(params)
     grads = jax.tree.map(jnp.ones_like, params)
     _, opt_state = tx.update(grads, opt_state, params)  # non-trivial moments
-    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(seed, jnp.int32),
-            "rng": jax.random.key(seed + 1)}
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "step": jnp.asarray(seed, jnp.int32),
+        "rng": jax.random.key(seed + 1),
+    }
 
 
 def assert_trees_equal(a, b):
@@ -156,7 +161,8 @@ def test_kill_9_during_save_keeps_previous_checkpoint(tmp_path):
 
 def test_restore_onto_a_different_mesh(tmp_path):
     # Saved from 8 devices sharded (data 4 x model 2), restored both onto (fsdp 8) there and onto 1 device here.
-    proc = run_python(f"""
+    proc = run_python(
+        f"""
         import jax, jax.numpy as jnp, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
         from scaling import parallel
@@ -173,7 +179,9 @@ def test_restore_onto_a_different_mesh(tmp_path):
             y = ckpt.restore(target).state["x"]
         assert y.sharding.spec == P(None, "fsdp") and y.addressable_shards[0].data.shape == (8, 1)
         np.testing.assert_array_equal(y, np.arange(64.0).reshape(8, 8))
-    """, devices=8)
+    """,
+        devices=8,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     device = jax.devices()[0]
     with Checkpointer(tmp_path) as ckpt:

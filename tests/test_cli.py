@@ -43,8 +43,11 @@ def in_repository(monkeypatch):
 def error_lines(text: str) -> list[str]:
     """stderr without the C++ notes TensorFlow's import prints before any Python runs (absl's
     'before absl::InitializeLog()' banner and I/W/E-prefixed lines such as a missing CUDA driver)."""
-    return [line for line in text.splitlines()
-            if line.strip() and "absl::InitializeLog" not in line and not (line[:1] in "IWE" and line[1:5].isdigit())]
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip() and "absl::InitializeLog" not in line and not (line[:1] in "IWE" and line[1:5].isdigit())
+    ]
 
 
 @pytest.fixture
@@ -86,8 +89,10 @@ def test_a_usage_mistake_is_one_line_and_exit_2(command, capsys):
 
 
 def test_analysis_command_stays_jax_free():
-    code = ("import sys; from scaling.analysis import studies; assert studies.main(['--help']) == 0; "
-            "assert 'jax' not in sys.modules and 'tensorflow' not in sys.modules, 'imported jax'")
+    code = (
+        "import sys; from scaling.analysis import studies; assert studies.main(['--help']) == 0; "
+        "assert 'jax' not in sys.modules and 'tensorflow' not in sys.modules, 'imported jax'"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "RESULTS_DIR" in done.stdout
@@ -95,8 +100,20 @@ def test_analysis_command_stays_jax_free():
 
 def test_acceptance_typo_in_a_budget_field_is_one_line_exit_2(tmp_path):
     workdir = tmp_path / "W"
-    done = subprocess.run([sys.executable, "-m", "scaling.train", "--config=configs/demo.py", f"--workdir={workdir}",
-                           "--config.budget.stepz=5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaling.train",
+            "--config=configs/demo.py",
+            f"--workdir={workdir}",
+            "--config.budget.stepz=5",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     lines = error_lines(done.stderr)
     assert len(lines) == 1, lines
@@ -106,6 +123,7 @@ def test_acceptance_typo_in_a_budget_field_is_one_line_exit_2(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- config commands
+
 
 @pytest.fixture
 def trained(monkeypatch):
@@ -135,15 +153,21 @@ def test_budget_is_spelled_one_way_in_train_sweep_and_study(trained, monkeypatch
 
     specs = []
     monkeypatch.setattr(sweep, "run", lambda spec, out, **_: specs.append(spec))
-    assert sweep_command.main([f"--config={TINY}", "--base=tiny", "--op=nl", "--values=1", f"--out={tmp_path}",
-                               "--config.budget=steps:3"]) == 0
+    assert (
+        sweep_command.main(
+            [f"--config={TINY}", "--base=tiny", "--op=nl", "--values=1", f"--out={tmp_path}", "--config.budget=steps:3"]
+        )
+        == 0
+    )
     assert specs[0].budget == ("steps", 3) and specs[0].overrides == ()
 
     studies = []
     monkeypatch.setattr(study, "run_study", lambda config, out, results, **_: studies.append(config) or tmp_path)
     (tmp_path / "report.md").write_text("report\n")
-    assert study_command.main(["--config=configs/study_cramming.py:smoke", f"--out={tmp_path}",
-                               "--config.budget=steps:3"]) == 0
+    assert (
+        study_command.main(["--config=configs/study_cramming.py:smoke", f"--out={tmp_path}", "--config.budget=steps:3"])
+        == 0
+    )
     budgets = {(c.budget.unit, c.budget.amount) for c in study.pretrain_configs(studies[0]).values()}
     assert budgets == {("steps", 3)}
     launch = sweep.launch_command(specs[0], sweep.Point("tiny-nl1", None), tmp_path)
@@ -164,20 +188,25 @@ def test_verbosity_flags_set_the_log_level(trained):
     assert train("--verbosity=-1") == 0 and logging.getLogger().level == logging.WARNING
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config.budget.steps=100"], "--config.budget.steps: no such field; write the budget as "
-                                    "--config.budget=steps:100"),
-    (["--config.optimizer.lrate=1"], "did you mean --config.optimizer.learning_rate"),
-    (["--config.batch_size=many"], "--config.batch_size=many: expected an integer"),
-    (["--config.optimizer=3"], "--config.optimizer is a group of fields"),
-    (["--config.budget=minutes:3"], "--config.budget=minutes:3: unknown unit 'minutes'"),
-    (["--config.budget=steps:-5"], "--config.budget=steps:-5: amount -5 must be positive"),
-    (["--config.budget.amount=-5"], "config.budget.amount=-5.0: use a positive"),
-    (["--config.optimizer.learning_rate=-0.1"], "config.optimizer.learning_rate=-0.1: use a positive"),
-    (["--config.data.task=sotu_spam_corruption"], "did you mean 'sotu_span_corruption'"),
-    (["--config.model.name=small-zz9"], "config.model.name is not a valid shape"),
-    (["--config.seed"], "--config.seed needs a value"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--config.budget.steps=100"],
+            "--config.budget.steps: no such field; write the budget as --config.budget=steps:100",
+        ),
+        (["--config.optimizer.lrate=1"], "did you mean --config.optimizer.learning_rate"),
+        (["--config.batch_size=many"], "--config.batch_size=many: expected an integer"),
+        (["--config.optimizer=3"], "--config.optimizer is a group of fields"),
+        (["--config.budget=minutes:3"], "--config.budget=minutes:3: unknown unit 'minutes'"),
+        (["--config.budget=steps:-5"], "--config.budget=steps:-5: amount -5 must be positive"),
+        (["--config.budget.amount=-5"], "config.budget.amount=-5.0: use a positive"),
+        (["--config.optimizer.learning_rate=-0.1"], "config.optimizer.learning_rate=-0.1: use a positive"),
+        (["--config.data.task=sotu_spam_corruption"], "did you mean 'sotu_span_corruption'"),
+        (["--config.model.name=small-zz9"], "config.model.name is not a valid shape"),
+        (["--config.seed"], "--config.seed needs a value"),
+    ],
+)
 def test_user_mistakes_are_one_line_exit_2_before_anything_is_written(args, message, tmp_path, monkeypatch, capsys):
     from scaling import parallel
     from scaling import train as command
@@ -194,14 +223,33 @@ def test_missing_config_file_and_unknown_finetuning_task(tmp_path, capsys):
     from scaling import finetune
 
     assert finetune.main(["--config=configs/finetun.py", f"--workdir={tmp_path / 'ft'}"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: --config=configs/finetun.py: no file configs/finetun.py; "
-                                               "did you mean --config=configs/finetune.py?")
-    assert finetune.main(["--config=configs/finetune.py:demo", f"--workdir={tmp_path / 'ft'}",
-                          "--config.init_from=/x", "--config.tasks=rotten_tomatos"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --config=configs/finetun.py: no file configs/finetun.py; did you mean --config=configs/finetune.py?"
+    )
+    assert (
+        finetune.main(
+            [
+                "--config=configs/finetune.py:demo",
+                f"--workdir={tmp_path / 'ft'}",
+                "--config.init_from=/x",
+                "--config.tasks=rotten_tomatos",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "config.tasks: Unknown downstream task 'rotten_tomatos'" in err[0]
-    assert finetune.main(["--config=configs/finetune.py:demo", f"--workdir={tmp_path / 'ft'}",
-                          "--config.init_from=/x", "--config.optimizer.learning_rate=-1"]) == 2
+    assert (
+        finetune.main(
+            [
+                "--config=configs/finetune.py:demo",
+                f"--workdir={tmp_path / 'ft'}",
+                "--config.init_from=/x",
+                "--config.optimizer.learning_rate=-1",
+            ]
+        )
+        == 2
+    )
     assert "optimizer.learning_rate=-1.0: use a positive" in capsys.readouterr().err
     assert not (tmp_path / "ft").exists()
 
@@ -219,10 +267,12 @@ def test_unknown_shape_and_task_in_other_commands(capsys):
 
 # --------------------------------------------------------------------------------------- the pieces
 
+
 def test_run_maps_exceptions_to_exit_codes(capsys):
     def raising(error):
         def command(argv):
             raise error
+
         return command
 
     assert cli.run(lambda argv: None, []) == 0
@@ -248,8 +298,7 @@ def test_every_project_exception_has_one_base():
     from scaling.training.trainer import ConfigError, NonFiniteLossError
 
     usage = (ConfigError, FinetuneError, shapes.ShapeError, SweepError, StudyError, cli.UsageError)
-    failures = (NonFiniteLossError, CheckpointError, DownstreamDataError, ConversionError, RunError,
-                C4NotPreparedError)
+    failures = (NonFiniteLossError, CheckpointError, DownstreamDataError, ConversionError, RunError, C4NotPreparedError)
     assert all(issubclass(e, errors.UserError) and e.exit_code == 2 for e in usage)
     assert all(issubclass(e, errors.ScalingError) and e.exit_code == 1 for e in failures)
     assert issubclass(NonFiniteLossError, FloatingPointError) and issubclass(DownstreamDataError, FileNotFoundError)
@@ -257,11 +306,25 @@ def test_every_project_exception_has_one_base():
 
 def test_override_parser_types_and_study_mappings():
     config = configfiles.load(TINY)
-    configfiles.apply_overrides(config, [("log_every_steps", "5"), ("optimizer.learning_rate", "0.02"),
-                                         ("checkpoint.async_save", "true"), ("micro_batch_size", "2"),
-                                         ("model.dropout_rate", "0.1"), ("init_from", "None")])
-    assert (config.log_every_steps, config.optimizer.learning_rate, config.checkpoint.async_save,
-            config.micro_batch_size, config.model.dropout_rate, config.init_from) == (5, 0.02, True, 2, 0.1, None)
+    configfiles.apply_overrides(
+        config,
+        [
+            ("log_every_steps", "5"),
+            ("optimizer.learning_rate", "0.02"),
+            ("checkpoint.async_save", "true"),
+            ("micro_batch_size", "2"),
+            ("model.dropout_rate", "0.1"),
+            ("init_from", "None"),
+        ],
+    )
+    assert (
+        config.log_every_steps,
+        config.optimizer.learning_rate,
+        config.checkpoint.async_save,
+        config.micro_batch_size,
+        config.model.dropout_rate,
+        config.init_from,
+    ) == (5, 0.02, True, 2, 0.1, None)
     configfiles.override(config, "micro_batch_size", "none")  # a placeholder field may go back to None
     assert config.micro_batch_size is None
     with pytest.raises(errors.UserError, match=r"--config.batch_size=2.5: expected an integer \(now 4\)"):
@@ -270,8 +333,11 @@ def test_override_parser_types_and_study_mappings():
         configfiles.override(config, "nan_policy.x", "1")
     configfiles.apply_mapping(config, {"optimizer": {"name": "adafactor"}, "budget": {"amount": 7}})
     assert (config.optimizer.name, config.budget.amount) == ("adafactor", 7)
-    with pytest.raises(errors.UserError, match=r"config.runs.a.optimizer.learning_rat: no such field; did you mean "
-                                               r"config.runs.a.optimizer.learning_rate\?"):
+    with pytest.raises(
+        errors.UserError,
+        match=r"config.runs.a.optimizer.learning_rat: no such field; did you mean "
+        r"config.runs.a.optimizer.learning_rate\?",
+    ):
         configfiles.apply_mapping(config, {"optimizer": {"learning_rat": 1.0}}, "config.runs.a.")
     with pytest.raises(errors.UserError, match=r"config.common.batch_size=2.5: expected an integer"):
         configfiles.apply_mapping(config, {"batch_size": 2.5}, "config.common.")
@@ -282,8 +348,9 @@ def test_override_parser_types_and_study_mappings():
 
 def test_config_files_that_cannot_load_name_the_file(tmp_path):
     (tmp_path / "empty.py").write_text("X = 1\n")
-    (tmp_path / "plain.py").write_text("import ml_collections\ndef get_config():\n"
-                                       "    return ml_collections.ConfigDict({'a': 1})\n")
+    (tmp_path / "plain.py").write_text(
+        "import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({'a': 1})\n"
+    )
     with pytest.raises(errors.UserError, match="has no get_config"):
         configfiles.load(str(tmp_path / "empty.py"))
     with pytest.raises(errors.UserError, match="takes no argument; drop ':x'"):
@@ -301,7 +368,12 @@ def test_budget_parse():
     assert budget.parse("steps:1000") == ("steps", 1000.0)
     assert budget.parse("flops:3e15") == ("flops", 3e15)
     assert budget.parse(" Hours:2") == ("seconds", 7200.0)
-    for bad, message in [("20", "write UNIT:AMOUNT"), ("minutes:3", "unknown unit"), ("steps:x", "not a number"),
-                         ("steps:0", "must be positive"), ("seconds:inf", "must be positive and finite")]:
+    for bad, message in [
+        ("20", "write UNIT:AMOUNT"),
+        ("minutes:3", "unknown unit"),
+        ("steps:x", "not a number"),
+        ("steps:0", "must be positive"),
+        ("seconds:inf", "must be positive and finite"),
+    ]:
         with pytest.raises(errors.UserError, match=message):
             budget.parse(bad)

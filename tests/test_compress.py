@@ -45,9 +45,11 @@ def mask_list(masks) -> list[np.ndarray]:
 def tied_tree() -> dict:
     """Many equal magnitudes and existing zeros, with a stacked leaf: exact counts need deterministic ties."""
     rng = np.random.default_rng(0)
-    return {"layers": {"w": rng.integers(-2, 3, (3, 50, 7)).astype(np.float32)},
-            "emb": np.concatenate([np.zeros(30), np.full(10, 0.5)]).astype(np.float32),
-            "head": np.ones((4, 4), np.float32)}
+    return {
+        "layers": {"w": rng.integers(-2, 3, (3, 50, 7)).astype(np.float32)},
+        "emb": np.concatenate([np.zeros(30), np.full(10, 0.5)]).astype(np.float32),
+        "head": np.ones((4, 4), np.float32),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -65,12 +67,20 @@ def test_path_names_and_stacking(t5):
 
 
 T5_TYPES = {
-    "attention_in": {f"{stack}/{attn}/{qkv}" for stack, attn in [("encoder_layers", "attention"),
-                                                                   ("decoder_layers", "self_attention"),
-                                                                   ("decoder_layers", "cross_attention")]
-                     for qkv in ("query", "key", "value")},
-    "attention_out": {"encoder_layers/attention/out", "decoder_layers/self_attention/out",
-                      "decoder_layers/cross_attention/out"},
+    "attention_in": {
+        f"{stack}/{attn}/{qkv}"
+        for stack, attn in [
+            ("encoder_layers", "attention"),
+            ("decoder_layers", "self_attention"),
+            ("decoder_layers", "cross_attention"),
+        ]
+        for qkv in ("query", "key", "value")
+    },
+    "attention_out": {
+        "encoder_layers/attention/out",
+        "decoder_layers/self_attention/out",
+        "decoder_layers/cross_attention/out",
+    },
     "ffn_in": {"encoder_layers/mlp/wi", "decoder_layers/mlp/wi"},
     "ffn_out": {"encoder_layers/mlp/wo", "decoder_layers/mlp/wo"},
     "embedding": {"embedding"},
@@ -84,11 +94,17 @@ BERT_TYPES = {
 }
 
 
-@pytest.mark.parametrize("preset,expected,some_other", [
-    ("tiny-nl2", T5_TYPES, {"decoder_relpos/table", "encoder_layers/mlp_norm/scale", "decoder_norm/scale"}),
-    ("bert-tiny", BERT_TYPES, {"layers/mlp/wi_bias", "layers/attention/query_bias", "head_dense",
-                               "embedding_norm/bias"}),
-])
+@pytest.mark.parametrize(
+    "preset,expected,some_other",
+    [
+        ("tiny-nl2", T5_TYPES, {"decoder_relpos/table", "encoder_layers/mlp_norm/scale", "decoder_norm/scale"}),
+        (
+            "bert-tiny",
+            BERT_TYPES,
+            {"layers/mlp/wi_bias", "layers/attention/query_bias", "head_dense", "embedding_norm/bias"},
+        ),
+    ],
+)
 def test_module_type_of_every_leaf(preset, expected, some_other):
     names = abstract_names(preset)
     typed = {name for group in expected.values() for name in group}
@@ -98,12 +114,23 @@ def test_module_type_of_every_leaf(preset, expected, some_other):
         assert compress.module_type(name) == want, name
 
 
-@pytest.mark.parametrize("name,want", [
-    ("layers/mlp/wi_0", "ffn_in"), ("layers/mlp/wi_1", "ffn_in"), ("layers/mlp/wi_gate", "ffn_in"),
-    ("layers/attention/qkv", "attention_in"), ("shared_attention/out", "attention_out"),
-    ("layers/attention/query_bias", "other"), ("layers/mlp/wo_bias", "other"), ("embedding_norm/scale", "other"),
-    ("lm_head", "other"), ("decoder", "other"), ("decoder_bias_value", "other"), ("position_scale", "other"),
-])
+@pytest.mark.parametrize(
+    "name,want",
+    [
+        ("layers/mlp/wi_0", "ffn_in"),
+        ("layers/mlp/wi_1", "ffn_in"),
+        ("layers/mlp/wi_gate", "ffn_in"),
+        ("layers/attention/qkv", "attention_in"),
+        ("shared_attention/out", "attention_out"),
+        ("layers/attention/query_bias", "other"),
+        ("layers/mlp/wo_bias", "other"),
+        ("embedding_norm/scale", "other"),
+        ("lm_head", "other"),
+        ("decoder", "other"),
+        ("decoder_bias_value", "other"),
+        ("position_scale", "other"),
+    ],
+)
 def test_module_type_variants(name, want):
     assert compress.module_type(name) == want
 
@@ -121,11 +148,11 @@ def test_quantize_grid_on_tiny_t5(t5, bits, granularity):
         assert q.dtype == np.float32 and q.shape == w.shape
         w_r, q_r = as_ranges(w, name, granularity), as_ranges(q, name, granularity)
         lo, hi = w_r.min(axis=1), w_r.max(axis=1)
-        delta = (hi.astype(np.float64) - lo) / (2 ** bits - 1)
+        delta = (hi.astype(np.float64) - lo) / (2**bits - 1)
         slack = 4 * EPS32 * np.maximum(np.abs(lo), np.abs(hi))
         assert np.all(np.abs(w_r.astype(np.float64) - q_r) <= (delta / 2 + slack)[:, None]), name
         ordered = np.sort(q_r, axis=1)
-        assert (1 + np.count_nonzero(np.diff(ordered, axis=1), axis=1)).max() <= 2 ** bits, name
+        assert (1 + np.count_nonzero(np.diff(ordered, axis=1), axis=1)).max() <= 2**bits, name
         np.testing.assert_array_equal(ordered[:, 0], lo, err_msg=name)  # both ends of each range are exact
         np.testing.assert_array_equal(ordered[:, -1], hi, err_msg=name)
         constant = lo == hi  # e.g. the RMS norm scales, initialised to ones
@@ -135,7 +162,7 @@ def test_quantize_grid_on_tiny_t5(t5, bits, granularity):
 @pytest.mark.parametrize("granularity", compress.GRANULARITIES)
 @pytest.mark.parametrize("bits", [1, 3, 8, 16])
 def test_quantize_is_exact_on_its_grid(bits, granularity):
-    levels = 2 ** bits - 1
+    levels = 2**bits - 1
     idx = np.random.default_rng(bits).integers(0, levels + 1, (3, 16, 8))
     idx[:, 0], idx[:, 1] = 0, levels  # every range (slice, or channel of a slice) spans the whole grid
     grid = (np.arange(3)[:, None, None] - 1.5 + 0.125 * idx).astype(np.float32)  # slices have their own ranges
@@ -244,7 +271,7 @@ def test_prune_counts_are_exact_with_ties_and_zeros(sparsity):
 
 def test_tensor_prune_hits_each_layer_slice(t5):
     _, masks = compress.magnitude_prune(t5, 0.3, "tensor")
-    for (name, w), m in zip(named(t5), mask_list(masks)):
+    for (name, _), m in zip(named(t5), mask_list(masks)):
         slices = m.reshape(len(m), -1) if compress.is_stacked(name) else m.reshape(1, -1)
         for row in slices:
             assert np.count_nonzero(~row) == round(0.3 * row.size), name

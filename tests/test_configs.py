@@ -26,9 +26,11 @@ def load(path: Path, arg: str | None = None):
 FINETUNE_CONFIGS = ("finetune",)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.py")
-                                        if p.stem not in FINETUNE_CONFIGS and not p.stem.startswith("study_")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in CONFIGS.glob("*.py") if p.stem not in FINETUNE_CONFIGS and not p.stem.startswith("study_")),
+    ids=lambda p: p.stem,
+)
 def test_every_config_validates(path):
     trainer.validate(load(path))
 
@@ -55,7 +57,7 @@ def test_table4_configs_cover_every_row_with_its_shape():
         assert shapes.parse(config.model.name) == shape
         counted = accounting.param_counts(shapes.parse(config.model.name, vocab_size=config.model.vocab_size)).total
         assert abs(counted / float(row["params"]) - 1) < 0.02, row["model"]
-        assert (config.batch_size, config.budget.unit, config.budget.amount) == (128, "steps", 2 ** 19)
+        assert (config.batch_size, config.budget.unit, config.budget.amount) == (128, "steps", 2**19)
         assert (config.data.inputs_length, config.data.targets_length) == (512, 114)
         assert config.optimizer.name == "adafactor" and config.optimizer.schedule == "inverse_sqrt"
 
@@ -73,19 +75,27 @@ def test_cramming_and_li_recipes():
 def test_canonical_command_fails_fast_without_c4(tmp_path):
     env_dir = tmp_path / "no_c4"
     env_dir.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "scaling.train", "--config=configs/small_nl24.py",
-                           f"--workdir={tmp_path / 'run'}"], cwd=CONFIGS.parent, capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, "SCALING_C4_DATA_DIR": str(env_dir)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config=configs/small_nl24.py", f"--workdir={tmp_path / 'run'}"],
+        cwd=CONFIGS.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "SCALING_C4_DATA_DIR": str(env_dir)},
+    )
     assert proc.returncode == 1
     assert re.search(r"not prepared.*tfds build c4/en.*--config.data.task=sotu_span_corruption", proc.stderr)
     assert "small-nl24: 192,673,280 parameters" in proc.stdout
 
 
-@pytest.mark.parametrize("command,args,message", [
-    ("train", ["--config=configs/demo.py"], "the following arguments are required: --workdir"),
-    ("finetune", ["--workdir=/tmp/x"], "the following arguments are required: --config"),
-    ("study", ["--config=configs/study_cramming.py", "--out=/tmp/x", "extra"], "unrecognized arguments: extra"),
-])
+@pytest.mark.parametrize(
+    "command,args,message",
+    [
+        ("train", ["--config=configs/demo.py"], "the following arguments are required: --workdir"),
+        ("finetune", ["--workdir=/tmp/x"], "the following arguments are required: --config"),
+        ("study", ["--config=configs/study_cramming.py", "--out=/tmp/x", "extra"], "unrecognized arguments: extra"),
+    ],
+)
 def test_commands_name_what_their_command_line_lacks(command, args, message, capsys):
     module = importlib.import_module(f"scaling.{command}")
     assert module.main(args) == 2

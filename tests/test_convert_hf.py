@@ -19,9 +19,26 @@ from scaling.data import vocab
 from scaling.training import artifact
 
 # d_kv × heads ≠ d_model in both; encoder depth ≠ decoder depth in both.
-V1_0 = {"vocab_size": 160, "d_model": 32, "d_kv": 8, "num_heads": 3, "d_ff": 48, "num_layers": 2, "num_decoder_layers": 1}
-V1_1 = {"vocab_size": 192, "d_model": 32, "d_kv": 16, "num_heads": 4, "d_ff": 40, "num_layers": 1, "num_decoder_layers": 2,
-            "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}
+V1_0 = {
+    "vocab_size": 160,
+    "d_model": 32,
+    "d_kv": 8,
+    "num_heads": 3,
+    "d_ff": 48,
+    "num_layers": 2,
+    "num_decoder_layers": 1,
+}
+V1_1 = {
+    "vocab_size": 192,
+    "d_model": 32,
+    "d_kv": 16,
+    "num_heads": 4,
+    "d_ff": 40,
+    "num_layers": 1,
+    "num_decoder_layers": 2,
+    "feed_forward_proj": "gated-gelu",
+    "tie_word_embeddings": False,
+}
 
 
 def random_hf(path: Path, seed: int = 0, gain: float = 1.0, **config) -> "transformers.T5ForConditionalGeneration":
@@ -56,12 +73,16 @@ def ours_logits(model, enc, dec) -> np.ndarray:
 
 def hf_logits(model, enc, dec) -> np.ndarray:
     with torch.no_grad():
-        return model(input_ids=torch.tensor(enc, dtype=torch.long), attention_mask=torch.tensor(enc != 0),
-                     decoder_input_ids=torch.tensor(dec, dtype=torch.long)).logits.numpy()
+        return model(
+            input_ids=torch.tensor(enc, dtype=torch.long),
+            attention_mask=torch.tensor(enc != 0),
+            decoder_input_ids=torch.tensor(dec, dtype=torch.long),
+        ).logits.numpy()
 
 
-@pytest.mark.parametrize("config,name", [(V1_0, "tiny-el2-dl1-dm32-ff48-nh3-kv8"),
-                                         (V1_1, "tiny-el1-dl2-dm32-ff40-kv16-v1_1")])
+@pytest.mark.parametrize(
+    "config,name", [(V1_0, "tiny-el2-dl1-dm32-ff48-nh3-kv8"), (V1_1, "tiny-el1-dl2-dm32-ff40-kv16-v1_1")]
+)
 def test_import_matches_transformers_and_export_round_trips(tmp_path, config, name):
     peer = random_hf(tmp_path / "hf", **config)
     model, shape = hf.load_t5(tmp_path / "hf")
@@ -117,18 +138,27 @@ def test_released_style_config_and_other_weight_files(tmp_path):
         else:
             flax_tree[f"{stem}.kernel"] = v.T
     (tmp_path / "hf/flax_model.msgpack").write_bytes(
-        flax.serialization.msgpack_serialize(flax.traverse_util.unflatten_dict(flax_tree, sep=".")))
+        flax.serialization.msgpack_serialize(flax.traverse_util.unflatten_dict(flax_tree, sep="."))
+    )
     model, _ = hf.load_t5(tmp_path / "hf")
     np.testing.assert_allclose(ours_logits(model, enc, dec), expected, atol=1e-4, rtol=0)
 
 
 def test_shape_names_come_from_the_config_not_the_nominal_name():
-    common = {"vocab_size": 32128, "ffn_activation": "relu", "ffn_gating": "none", "tie_embeddings": True, "dropout_rate": 0.1}
-    small24 = infer_shape("x", num_encoder_layers=24, num_decoder_layers=24, d_model=512, d_ff=2048, num_heads=8,
-                          d_kv=64, **common)
+    common = {
+        "vocab_size": 32128,
+        "ffn_activation": "relu",
+        "ffn_gating": "none",
+        "tie_embeddings": True,
+        "dropout_rate": 0.1,
+    }
+    small24 = infer_shape(
+        "x", num_encoder_layers=24, num_decoder_layers=24, d_model=512, d_ff=2048, num_heads=8, d_kv=64, **common
+    )
     assert small24.name == "small-nl24"
-    base_ff2000 = infer_shape("x", num_encoder_layers=12, num_decoder_layers=12, d_model=768, d_ff=2048,
-                              num_heads=12, d_kv=64, **common)
+    base_ff2000 = infer_shape(
+        "x", num_encoder_layers=12, num_decoder_layers=12, d_model=768, d_ff=2048, num_heads=12, d_kv=64, **common
+    )
     assert base_ff2000.name == "base-ff2k"
 
 
@@ -187,8 +217,7 @@ def test_command_line_import_train_and_export(tmp_path, capsys):
     assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 2  # never overwrites
     assert "already holds a model" in capsys.readouterr().err
 
-    config = tiny_config(**{"init_from": str(tmp_path / "ours"), "budget.amount": 2,
-                            "optimizer.learning_rate": 1e-9})
+    config = tiny_config(**{"init_from": str(tmp_path / "ours"), "budget.amount": 2, "optimizer.learning_rate": 1e-9})
     trainer.train(config, tmp_path / "work", print_fn=quiet)
     assert convert_main(["export-hf", str(tmp_path / "work"), str(tmp_path / "out")]) == 0
     assert "tiny-nl1-dm32-ff64-nh2-kv16" in capsys.readouterr().out

@@ -61,8 +61,9 @@ encoder/Unitransformer.d_model = %d_model
 """
 
 
-def mesh_tf_variables(peer, norm: str = "rms_norm", shared_heads: bool = False,
-                      tied_kv: bool = False) -> dict[str, np.ndarray]:
+def mesh_tf_variables(
+    peer, norm: str = "rms_norm", shared_heads: bool = False, tied_kv: bool = False
+) -> dict[str, np.ndarray]:
     """The peer's weights under Mesh TF names and layouts."""
     heads, d_kv = peer.config.num_heads, peer.config.d_kv
     out = {}
@@ -115,10 +116,16 @@ def write_checkpoint(directory: Path, variables: dict[str, np.ndarray], gin: str
     (directory / "operative_config.gin").write_text(gin)
 
 
-def gin_for(config: dict, *, gated: bool = False, tied: bool = True, memory_heads: int = 0,
-            shared_kv: bool = False) -> str:
-    return GIN.format(**config, activation="['gelu', 'linear']" if gated else "'relu'", tied=tied,
-                      memory_heads=memory_heads, shared_kv=shared_kv)
+def gin_for(
+    config: dict, *, gated: bool = False, tied: bool = True, memory_heads: int = 0, shared_kv: bool = False
+) -> str:
+    return GIN.format(
+        **config,
+        activation="['gelu', 'linear']" if gated else "'relu'",
+        tied=tied,
+        memory_heads=memory_heads,
+        shared_kv=shared_kv,
+    )
 
 
 def tile_shared_kv(peer, tied_kv: bool) -> None:
@@ -155,8 +162,7 @@ def test_gated_untied_shared_heads_and_tied_kv(tmp_path):
     peer = random_hf(tmp_path / "hf", **V1_1)
     tile_shared_kv(peer, tied_kv=True)
     variables = mesh_tf_variables(peer, norm="layer_norm", shared_heads=True, tied_kv=True)
-    write_checkpoint(tmp_path / "mtf", variables, gin_for(V1_1, gated=True, tied=False, memory_heads=1,
-                                                          shared_kv=True))
+    write_checkpoint(tmp_path / "mtf", variables, gin_for(V1_1, gated=True, tied=False, memory_heads=1, shared_kv=True))
     model, shape = mesh_tf.load_t5(tmp_path / "mtf/model.ckpt-524288")
     assert shape.name == "tiny-el1-dl2-dm32-ff40-kv16-sh-skv-v1_1" and shape.num_kv_heads == 1
     enc, dec = inputs(V1_1["vocab_size"])
@@ -182,8 +188,11 @@ def test_bad_checkpoints_fail_with_the_variable_or_binding_named(tmp_path):
     with pytest.raises(ConversionError, match=rf"'{key}' has shape \[24, 31\], expected \[24, 32\]"):
         attempt("short", gin_for(V1_0), lambda v: v.update({key: v[key][:, :31]}))
     with pytest.raises(ConversionError, match="unexpected tensor.*encoder/block_002"):
-        attempt("extra", gin_for(V1_0), lambda v: v.update({"encoder/block_002/layer_000/rms_norm/scale":
-                                                            np.ones(32, np.float32)}))
+        attempt(
+            "extra",
+            gin_for(V1_0),
+            lambda v: v.update({"encoder/block_002/layer_000/rms_norm/scale": np.ones(32, np.float32)}),
+        )
     with pytest.raises(ConversionError, match="num_memory_heads = 2"):
         attempt("mqa2", gin_for(V1_0, memory_heads=2))
     with pytest.raises(ConversionError, match="relative_attention_type = 'bias'"):

@@ -32,7 +32,10 @@ def _documents_task(prefix: str) -> str:
     seqio.TaskRegistry.add(
         name,
         source=corpus.source(),
-        preprocessors=[functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}), seqio.preprocessors.tokenize],
+        preprocessors=[
+            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+            seqio.preprocessors.tokenize,
+        ],
         output_features={"targets": seqio.Feature(corpus.vocabulary, add_eos=False)},
     )
     return name
@@ -63,7 +66,9 @@ def _worker(worker_id: int, port: int, corpus_dir: str, out_dir: str) -> None:
     from scaling.data import pipeline, tasks
 
     tasks.register_text_tasks("mh", str(Path(corpus_dir) / "*.txt"))
-    batches = pipeline.get_batches("mh_mlm", split="train", feature_lengths=MLM_LENGTHS, batch_size=GLOBAL_BATCH, seed=SEED)
+    batches = pipeline.get_batches(
+        "mh_mlm", split="train", feature_lengths=MLM_LENGTHS, batch_size=GLOBAL_BATCH, seed=SEED
+    )
     local = [next(batches) for _ in range(STEPS)]
     mesh = Mesh(np.array(jax.devices()), ("data",))
     global_batch = pipeline.make_global_batch(local[0], mesh)
@@ -95,7 +100,12 @@ def test_two_processes_read_disjoint_shards_covering_the_data(tmp_path):
     port = free_port()
     env = cpu_env()
     procs = [
-        subprocess.Popen([sys.executable, __file__, str(i), str(port), str(corpus), str(out)], env=env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, __file__, str(i), str(port), str(corpus), str(out)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     for p in procs:
@@ -113,7 +123,15 @@ def test_two_processes_read_disjoint_shards_covering_the_data(tmp_path):
     assert shard0 | shard1 == set(everything) and len(everything) == len(docs)
     assert not set(results[0]["rows"]) & set(results[1]["rows"])
     for i, r in enumerate(results):  # each process's rows are exactly the single-process view of its shard
-        batches = pipeline.get_batches("mh_mlm", split="train", feature_lengths=MLM_LENGTHS, batch_size=GLOBAL_BATCH, seed=SEED, shard_index=i, num_shards=2)
+        batches = pipeline.get_batches(
+            "mh_mlm",
+            split="train",
+            feature_lengths=MLM_LENGTHS,
+            batch_size=GLOBAL_BATCH,
+            seed=SEED,
+            shard_index=i,
+            num_shards=2,
+        )
         assert _row_hashes([next(batches) for _ in range(STEPS)]) == r["rows"]
 
 

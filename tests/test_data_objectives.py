@@ -27,7 +27,13 @@ def test_sentinels_replace_spans_as_in_t5():
     tokens = tf.constant([10, 11, 12, 13, 14, 15])
     mask = tf.constant([True, True, False, False, True, False])
     assert objectives.noise_span_to_unique_sentinel(tokens, mask, VOCAB_SIZE).numpy().tolist() == [999, 12, 13, 998, 15]
-    assert objectives.nonnoise_span_to_unique_sentinel(tokens, mask, VOCAB_SIZE).numpy().tolist() == [10, 11, 999, 14, 998]
+    assert objectives.nonnoise_span_to_unique_sentinel(tokens, mask, VOCAB_SIZE).numpy().tolist() == [
+        10,
+        11,
+        999,
+        14,
+        998,
+    ]
 
 
 @pytest.mark.parametrize("length", [2, 5, 37, 141, 568])

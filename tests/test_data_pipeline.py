@@ -42,7 +42,9 @@ def test_default_vocabulary():
     v = vocab.default_vocabulary()
     assert v.vocab_size == vocab.DEFAULT_VOCAB_SIZE == 8100 and v.extra_ids == 100
     assert (v.pad_id, v.eos_id, v.unk_id) == (0, 1, 2)
-    assert vocab.sentinel_id(v, 0) == 8099 and v.decode([8099]) == "<extra_id_0>" and v.decode([8000]) == "<extra_id_99>"
+    assert (
+        vocab.sentinel_id(v, 0) == 8099 and v.decode([8099]) == "<extra_id_0>" and v.decode([8000]) == "<extra_id_99>"
+    )
     assert vocab.mask_token_id(v) == 8099 and vocab.regular_token_range(v) == (3, 8000)
     text = "The state of the Union is strong."
     assert v.decode(v.encode(text)) == text
@@ -74,10 +76,27 @@ def test_bad_globs_and_empty_corpora_fail_clearly(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\n\n")
     tasks.register_text_tasks("badbytes", str(tmp_path / "bad.txt"))
     with pytest.raises(ValueError, match="skipped_non_utf8=1"):
-        pipeline.get_batches("badbytes_mlm", split="train", feature_lengths={"inputs": 32}, batch_size=2, seed=0, shard_index=0, num_shards=1)
+        pipeline.get_batches(
+            "badbytes_mlm",
+            split="train",
+            feature_lengths={"inputs": 32},
+            batch_size=2,
+            seed=0,
+            shard_index=0,
+            num_shards=1,
+        )
     (tmp_path / "tiny.txt").write_text("Too short.\n")
     tasks.register_text_tasks("tiny", str(tmp_path / "tiny.txt"))
-    batches = pipeline.get_batches("tiny_mlm", split="train", feature_lengths={"inputs": 32}, batch_size=2, seed=0, shard_index=0, num_shards=1, repeat=False)
+    batches = pipeline.get_batches(
+        "tiny_mlm",
+        split="train",
+        feature_lengths={"inputs": 32},
+        batch_size=2,
+        seed=0,
+        shard_index=0,
+        num_shards=1,
+        repeat=False,
+    )
     with pytest.raises(ValueError, match="no full batch"):
         next(batches)
 
@@ -87,9 +106,23 @@ def test_c4_not_prepared_fails_fast_without_download(tmp_path):
     start = time.perf_counter()
     try:
         with pytest.raises(corpora.C4NotPreparedError, match="tfds build c4/en.*sotu_span_corruption"):
-            pipeline.get_batches("c4_span_corruption", split="train", feature_lengths={"inputs": 512, "targets": 114}, batch_size=8, seed=0)
+            pipeline.get_batches(
+                "c4_span_corruption",
+                split="train",
+                feature_lengths={"inputs": 512, "targets": 114},
+                batch_size=8,
+                seed=0,
+            )
         with pytest.raises(corpora.C4NotPreparedError, match=str(tmp_path)):
-            pipeline.get_batches("c4_mlm", split="validation", feature_lengths={"inputs": 128}, batch_size=8, seed=0, shard_index=1, num_shards=2)
+            pipeline.get_batches(
+                "c4_mlm",
+                split="validation",
+                feature_lengths={"inputs": 128},
+                batch_size=8,
+                seed=0,
+                shard_index=1,
+                num_shards=2,
+            )
     finally:
         tasks.register_c4_tasks()
     assert time.perf_counter() - start < 10
@@ -104,8 +137,13 @@ def test_registration_is_idempotent():
 
 
 def test_curation_switches_report_what_they_removed():
-    docs = ["Short one. Tiny.", "A much longer sentence that goes on and on and on without a stop", "Short one. Tiny.", "zq xj kw vv"]
-    count_tokens = lambda d: len(d) if d.startswith("zq") else len(d) // 5  # noqa: E731
+    docs = [
+        "Short one. Tiny.",
+        "A much longer sentence that goes on and on and on without a stop",
+        "Short one. Tiny.",
+        "zq xj kw vv",
+    ]
+    count_tokens = lambda d: len(d) if d.startswith("zq") else len(d) // 5
     kept, report = curation.curate(docs, curation.Curation(dedup=True, filter_threshold=0.25, sort=True), count_tokens)
     assert report.duplicate_lines_removed == 1 and report.documents_emptied_by_dedup == 1
     assert report.incompressible_documents_removed == 1 and report.incompressible_chars_removed == len(docs[3])
@@ -116,7 +154,11 @@ def test_curation_switches_report_what_they_removed():
 
 def test_user_text_task_batches_and_read_report(user_tasks):
     span, mlm = user_tasks
-    batch = next(pipeline.get_batches(span, split="train", feature_lengths=SPAN_LENGTHS, batch_size=4, seed=0, shard_index=0, num_shards=1))
+    batch = next(
+        pipeline.get_batches(
+            span, split="train", feature_lengths=SPAN_LENGTHS, batch_size=4, seed=0, shard_index=0, num_shards=1
+        )
+    )
     expected = {
         "encoder_input_tokens": (4, 64), "encoder_segment_ids": (4, 64), "encoder_positions": (4, 64),
         "decoder_target_tokens": (4, 16), "decoder_input_tokens": (4, 16), "decoder_loss_weights": (4, 16),
@@ -132,7 +174,9 @@ def test_user_text_task_batches_and_read_report(user_tasks):
 
 def test_batches_are_deterministic_and_resume_exactly(user_tasks):
     _, mlm = user_tasks
-    get = lambda **kw: pipeline.get_batches(mlm, split="train", feature_lengths={"inputs": 32}, batch_size=4, shard_index=0, num_shards=1, **kw)  # noqa: E731
+    get = lambda **kw: pipeline.get_batches(
+        mlm, split="train", feature_lengths={"inputs": 32}, batch_size=4, shard_index=0, num_shards=1, **kw
+    )
     first = [b for _, b in zip(range(6), get(seed=3))]
     resumed = [b for _, b in zip(range(3), get(seed=3, start_step=3))]
     for a, b in zip(first[3:], resumed):
@@ -149,7 +193,9 @@ def test_shards_read_disjoint_documents(user_tasks):
     raw_length, _ = objectives.random_spans_helper(SPAN_LENGTHS["inputs"])
     docs = [ex["text"].decode() for ex in corpus.dataset_fn("validation", True, 5).as_numpy_iterator()]
     halves = [docs[0::2], docs[1::2]]
-    assert not set(halves[0]) & set(halves[1]) and sorted(halves[0] + halves[1]) == sorted(corpus.documents("validation"))
+    assert not set(halves[0]) & set(halves[1]) and sorted(halves[0] + halves[1]) == sorted(
+        corpus.documents("validation")
+    )
     for index, half in enumerate(halves):
         info = seqio.ShardInfo(index, 2)
         ds = task.get_dataset(SPAN_LENGTHS, split="validation", shuffle=True, seed=5, shard_info=info, num_epochs=1)
@@ -158,7 +204,21 @@ def test_shards_read_disjoint_documents(user_tasks):
 
 
 def test_sotu_mlm_batches_match_the_recipe():
-    batches = [b for _, b in zip(range(4), pipeline.get_batches("sotu_mlm", split="validation", feature_lengths={"inputs": 64}, batch_size=32, seed=0, shard_index=0, num_shards=1))]
+    batches = [
+        b
+        for _, b in zip(
+            range(4),
+            pipeline.get_batches(
+                "sotu_mlm",
+                split="validation",
+                feature_lengths={"inputs": 64},
+                batch_size=32,
+                seed=0,
+                shard_index=0,
+                num_shards=1,
+            ),
+        )
+    ]
     b = batches[0]
     assert b["mlm_positions"].shape == (32, 10) and b["mlm_positions"].dtype == np.int32  # ceil(0.15 * 64)
     assert b["mlm_weights"].dtype == np.float32 and b["encoder_loss_weights"].dtype == np.float32

@@ -17,9 +17,15 @@ MAX_LENGTH = 10
 
 def hf_generate(peer, enc: np.ndarray, **kwargs) -> np.ndarray:
     with torch.no_grad():
-        out = peer.generate(input_ids=torch.tensor(enc, dtype=torch.long), attention_mask=torch.tensor(enc != 0),
-                            max_new_tokens=MAX_LENGTH, do_sample=False, decoder_start_token_id=0,
-                            use_cache=False, **kwargs).numpy()  # transformers 5.23's cache breaks when DL > NL
+        out = peer.generate(
+            input_ids=torch.tensor(enc, dtype=torch.long),
+            attention_mask=torch.tensor(enc != 0),
+            max_new_tokens=MAX_LENGTH,
+            do_sample=False,
+            decoder_start_token_id=0,
+            use_cache=False,
+            **kwargs,
+        ).numpy()  # transformers 5.23's cache breaks when DL > NL
     out = np.pad(out[:, 1:], ((0, 0), (0, MAX_LENGTH + 1 - out.shape[1])))  # drop the start id, pad to length
     after_eos = np.cumsum(np.cumsum(out == 1, axis=1), axis=1) > 1  # beam search pads with EOS, greedy with 0
     return np.where(after_eos, 0, out)
@@ -56,8 +62,13 @@ def test_decode_command_fills_spans(tmp_path, capsys):
     vocabulary = vocab.default_vocabulary()
     random_hf(tmp_path / "hf", vocab_size=8192, d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1)
     model, shape = hf.load_t5(tmp_path / "hf")
-    artifact.save(tmp_path / "ours", shape=shape, params=nnx.state(model), vocabulary=vocabulary,
-                  provenance=artifact.provenance("import-hf", tmp_path / "hf"))
+    artifact.save(
+        tmp_path / "ours",
+        shape=shape,
+        params=nnx.state(model),
+        vocabulary=vocabulary,
+        provenance=artifact.provenance("import-hf", tmp_path / "hf"),
+    )
     loaded, own = decode.load_for_decoding(tmp_path / "ours")
     assert own.vocab_size == vocabulary.vocab_size and own.encode("the park") == vocabulary.encode("the park")
     text = "The <extra_id_0> walks in <extra_id_1> park"
@@ -89,8 +100,13 @@ def test_decode_refuses_a_missing_or_foreign_vocabulary(tmp_path):
 
     random_hf(tmp_path / "hf", vocab_size=32128, d_model=8, d_kv=4, num_heads=2, d_ff=8, num_layers=1)
     model, shape = hf.load_t5(tmp_path / "hf")
-    artifact.save(tmp_path / "t5", shape=shape, params=nnx.state(model), vocabulary=None,
-                  provenance=artifact.provenance("import-hf", tmp_path / "hf"))
+    artifact.save(
+        tmp_path / "t5",
+        shape=shape,
+        params=nnx.state(model),
+        vocabulary=None,
+        provenance=artifact.provenance("import-hf", tmp_path / "hf"),
+    )
     with pytest.raises(UserError, match="has no vocabulary.*--vocabulary=PATH/spiece.model"):
         decode.load_for_decoding(tmp_path / "t5")
     # The shipped 8,100-id vocabulary is not a 32,128-id model's: refused, never used.

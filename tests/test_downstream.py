@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from scaling.downstream import scores
-from scaling.downstream import datasets
+from scaling.downstream import datasets, scores
 from scaling.downstream.datasets import OFFLINE_TASKS, SPLITS
 
 # Exact, because the package versions are pinned (see the module docstring for what each count is).
@@ -38,8 +37,17 @@ def test_registry():
     with pytest.raises(ValueError, match="Unknown downstream task 'nope'.*rotten_tomatoes.*glue_sst2"):
         datasets.get_task("nope")
     with pytest.raises(ValueError, match="regression has no label words"):
-        datasets.DownstreamTask("bad", "regression", ("a", "b"), ("x",), ("pearson",), "here",
-                                  regression_range=(0, 1), regression_step=0.1, tfds_name="x/y")
+        datasets.DownstreamTask(
+            "bad",
+            "regression",
+            ("a", "b"),
+            ("x",),
+            ("pearson",),
+            "here",
+            regression_range=(0, 1),
+            regression_step=0.1,
+            tfds_name="x/y",
+        )
     with pytest.raises(ValueError, match="Unknown split 'dev'"):
         datasets.load("trec", "dev")
 
@@ -58,8 +66,10 @@ def test_offline_examples_and_labels(splits, name):
     task = datasets.get_task(name)
     for examples in splits[name].values():
         assert len(examples.texts) == len(examples.labels)
-        assert all(len(fields) == len(task.text_fields) and all(f and f == f.strip() for f in fields)
-                   for fields in examples.texts)
+        assert all(
+            len(fields) == len(task.text_fields) and all(f and f == f.strip() for f in fields)
+            for fields in examples.texts
+        )
         if task.kind == "classification":
             assert examples.labels.dtype == np.int64
             # Every class occurs in every split (TREC's ABBR is the rarest: 1.5%).
@@ -71,9 +81,7 @@ def test_offline_examples_and_labels(splits, name):
 
 
 def test_class_balance(splits):
-    fraction = lambda name, label: np.mean(
-        np.concatenate([e.labels for e in splits[name].values()]) == label
-    )
+    fraction = lambda name, label: np.mean(np.concatenate([e.labels for e in splits[name].values()]) == label)
     assert 0.55 < fraction("rotten_tomatoes", 1) < 0.61  # 7,403 fresh of 12,808
     assert 0.10 < fraction("sms_spam", 1) < 0.15
     assert 0.01 < fraction("trec", 0) < 0.02 and all(0.14 < fraction("trec", c) < 0.25 for c in range(1, 6))
@@ -221,20 +229,28 @@ def test_malformed_lines_name_the_file_and_line(tmp_path, name, content, message
 
 def test_file_quirks_parse(tmp_path):
     sms = tmp_path / "sms.csv"
-    sms.write_text(',spam,text\n0,0,"a, b ""quoted"""\n1,0,"first\nspam\tsecond\nham\tthird"\n2,1,A  B\n3,0,a b\n',
-                   encoding="utf-8")
+    sms.write_text(
+        ',spam,text\n0,0,"a, b ""quoted"""\n1,0,"first\nspam\tsecond\nham\tthird"\n2,1,A  B\n3,0,a b\n',
+        encoding="utf-8",
+    )
     records = datasets.get_task("sms_spam").parse(sms)
     assert [(r.texts[0], r.label) for r in records] == [
-        ('a, b "quoted"', 0), ("first", 0), ("second", 1), ("third", 0), ("A B", 1)  # "a b" duplicates "A  B"
+        ('a, b "quoted"', 0),
+        ("first", 0),
+        ("second", 1),
+        ("third", 0),
+        ("A B", 1),  # "a b" duplicates "A  B"
     ]
     reviews = tmp_path / "rt.csv.bz2"
-    reviews.write_bytes(bz2.compress(
-        b'category,text,movie_name,has_plot_and_reviews\nplot,"",m,True\nfresh,"Good,\n fun.",m,True\n'
-        b'rotten,Dull.,n,False\nmeh,Odd.,n,False\n'
-    ))
+    reviews.write_bytes(
+        bz2.compress(
+            b'category,text,movie_name,has_plot_and_reviews\nplot,"",m,True\nfresh,"Good,\n fun.",m,True\n'
+            b"rotten,Dull.,n,False\nmeh,Odd.,n,False\n"
+        )
+    )
     with pytest.raises(ValueError, match="rt.csv.bz2, line 6: expected fresh/rotten/plot"):
         datasets.get_task("rotten_tomatoes").parse(reviews)
-    reviews.write_bytes(bz2.compress(b"category,text,movie_name,has_plot_and_reviews\nfresh,\"Good,\n fun.\",m,True\n"))
+    reviews.write_bytes(bz2.compress(b'category,text,movie_name,has_plot_and_reviews\nfresh,"Good,\n fun.",m,True\n'))
     assert datasets.get_task("rotten_tomatoes").parse(reviews) == (("m", ("Good, fun.",), 1),)
 
 
@@ -285,8 +301,9 @@ def test_tfds_path_with_mocked_data(tmp_path, tensorflow_imported, name):
         examples = datasets.load(name, "validation", data_dir=str(tmp_path))
         assert len(datasets.load(name, "train", data_dir=str(tmp_path))) == 5
     assert len(examples) == 5
-    assert all(len(fields) == len(task.text_fields) and all(isinstance(f, str) for f in fields)
-               for fields in examples.texts)
+    assert all(
+        len(fields) == len(task.text_fields) and all(isinstance(f, str) for f in fields) for fields in examples.texts
+    )
     if task.kind == "classification":
         assert examples.labels.dtype == np.int64
         assert 0 <= examples.labels.min() <= examples.labels.max() < task.num_labels

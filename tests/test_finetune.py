@@ -13,13 +13,12 @@ from flax import nnx
 from test_trainer import quiet, tiny_config
 
 from scaling import models, optim, shapes
-from scaling.downstream import finetune
-from scaling.training import trainer
 from scaling.analysis import runs
-from scaling.downstream import datasets
 from scaling.data import vocab as vocab_lib
+from scaling.downstream import datasets, finetune
 from scaling.errors import UserError
 from scaling.models import heads
+from scaling.training import trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 T5_TINY = "tiny-nl1-dm32-ff64-nh2-kv16"
@@ -40,8 +39,17 @@ def pretrained(tmp_path_factory):
 def small_config(init_from: Path, **overrides):
     config = finetune.default_config()
     config.init_from = str(init_from)
-    config.update(tasks="sms_spam", seeds="0", epochs=1, batch_size=16, inputs_length=32, dropout_rate=0.0,
-                  max_train_examples=64, max_eval_examples=40, eval_batch_size=16)
+    config.update(
+        tasks="sms_spam",
+        seeds="0",
+        epochs=1,
+        batch_size=16,
+        inputs_length=32,
+        dropout_rate=0.0,
+        max_train_examples=64,
+        max_eval_examples=40,
+        eval_batch_size=16,
+    )
     config.optimizer.learning_rate = 1e-3
     config.update(overrides)
     return config
@@ -70,7 +78,7 @@ def test_bert_features_mark_cls_segments_and_types():
     row, types = f["tokens"][0], f["token_types"][0]
     first = len(vocab.encode("one two")) + 2  # [CLS] a EOS
     assert row[0] == vocab_lib.sentinel_id(vocab, 1) and row[first - 1] == vocab_lib.EOS_ID
-    assert (types[:first] == 0).all() and (types[first:first + len(vocab.encode("three")) + 1] == 1).all()
+    assert (types[:first] == 0).all() and (types[first : first + len(vocab.encode("three")) + 1] == 1).all()
 
 
 def test_rank_scores_are_the_log_likelihood_of_each_candidate():
@@ -85,8 +93,11 @@ def test_rank_scores_are_the_log_likelihood_of_each_candidate():
     for i in range(2):
         for j in range(2):
             targets = candidates[j][None]
-            batch = {"encoder_input_tokens": tokens[i][None], "decoder_target_tokens": targets,
-                     "decoder_input_tokens": jnp.concatenate([jnp.zeros((1, 1), jnp.int32), targets[:, :-1]], 1)}
+            batch = {
+                "encoder_input_tokens": tokens[i][None],
+                "decoder_target_tokens": targets,
+                "decoder_input_tokens": jnp.concatenate([jnp.zeros((1, 1), jnp.int32), targets[:, :-1]], 1),
+            }
             loss = loss_of(batch)
             np.testing.assert_allclose(got[i, j], -loss, rtol=1e-5)
 
@@ -129,7 +140,7 @@ def test_finetuning_builds_the_optimizer_as_pretraining_does(pretrained):
     pretrain = tiny_config(**{"budget.amount": 2})
     pretrain.optimizer = config.optimizer
     reference = trainer.build_run(pretrain)
-    shapes_of = lambda r: jax.tree.map(lambda x: x.shape, jax.eval_shape(lambda: trainer.init_state(r))["opt_state"])  # noqa: E731
+    shapes_of = lambda r: jax.tree.map(lambda x: x.shape, jax.eval_shape(lambda: trainer.init_state(r))["opt_state"])
     assert shapes_of(run) == shapes_of(reference)
     abstract = jax.eval_shape(lambda: trainer.init_state(run))["params"]
     one_block = jax.eval_shape(optim.make_optimizer(config.optimizer).init, abstract)
@@ -160,7 +171,7 @@ def test_finetuning_resumes_exactly(pretrained, tmp_path):
     config.checkpoint.save_interval_steps = 2
     backbone = finetune.load_backbone(config.init_from)
     session = finetune.make_session(backbone.shape, backbone.vocabulary, "sms_spam", config)
-    initial = lambda: finetune.initial_params(session, backbone, 0)  # noqa: E731
+    initial = lambda: finetune.initial_params(session, backbone, 0)
     straight, _, _ = finetune.finetune(session, tmp_path / "a", seed=0, steps=6, params=initial, print_fn=quiet)
     job = finetune.job(session, seed=0, steps=6, params=initial)
     trainer.fit(job, tmp_path / "b", stop_after_steps=3, print_fn=quiet)
@@ -228,10 +239,19 @@ def test_bad_input_is_named(pretrained, tmp_path):
 
 
 def test_cli_finetunes_and_reports_errors(pretrained, tmp_path, capsys, monkeypatch):
-    command = [sys.executable, "-m", "scaling.finetune", "--config=configs/finetune.py:demo",
-               f"--workdir={tmp_path / 'ft'}", f"--config.init_from={pretrained['bert']}", "--config.tasks=trec",
-               "--config.max_train_examples=32", "--config.max_eval_examples=16", "--config.epochs=1",
-               "--config.inputs_length=24"]
+    command = [
+        sys.executable,
+        "-m",
+        "scaling.finetune",
+        "--config=configs/finetune.py:demo",
+        f"--workdir={tmp_path / 'ft'}",
+        f"--config.init_from={pretrained['bert']}",
+        "--config.tasks=trec",
+        "--config.max_train_examples=32",
+        "--config.max_eval_examples=16",
+        "--config.epochs=1",
+        "--config.inputs_length=24",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trec: median score" in done.stdout and (tmp_path / "ft" / "results.json").is_file()

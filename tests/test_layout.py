@@ -26,12 +26,29 @@ LAYERS = {
 }
 BASE = {"scaling.errors", "scaling.csvfile", "scaling.cli", "scaling.data.vocab"}
 # Entry points (`python -m …`) sit above every layer and may import anything.
-COMMANDS = {"scaling.train", "scaling.finetune", "scaling.compress", "scaling.decode", "scaling.sweep",
-            "scaling.study", "scaling.profile", "scaling.convert.__main__", "scaling.shapes.__main__",
-            "scaling.data.inspect", "scaling.data.build_vocab"}
-SUBPACKAGE_LAYERS = {"models": "models", "data": "data", "training": "training", "convert": "convert",
-                     "downstream": "downstream", "analysis": "analysis", "experiments": "experiments",
-                     "shapes": "shapes"}
+COMMANDS = {
+    "scaling.train",
+    "scaling.finetune",
+    "scaling.compress",
+    "scaling.decode",
+    "scaling.sweep",
+    "scaling.study",
+    "scaling.profile",
+    "scaling.convert.__main__",
+    "scaling.shapes.__main__",
+    "scaling.data.inspect",
+    "scaling.data.build_vocab",
+}
+SUBPACKAGE_LAYERS = {
+    "models": "models",
+    "data": "data",
+    "training": "training",
+    "convert": "convert",
+    "downstream": "downstream",
+    "analysis": "analysis",
+    "experiments": "experiments",
+    "shapes": "shapes",
+}
 TOP_LEVEL_LAYERS = {"accounting": "shapes", "parallel": "core", "optim": "core", "budget": "core"}
 
 
@@ -123,8 +140,15 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-@pytest.mark.parametrize("module, expected", [("scaling.training.trainer", "training"), ("scaling.accounting", "shapes"),
-                                              ("scaling.compress", "commands"), ("scaling.data.vocab", "base")])
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("scaling.training.trainer", "training"),
+        ("scaling.accounting", "shapes"),
+        ("scaling.compress", "commands"),
+        ("scaling.data.vocab", "base"),
+    ],
+)
 def test_layers_are_read_as_intended(module, expected):
     assert layer(module) == expected
 

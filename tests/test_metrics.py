@@ -46,6 +46,7 @@ def test_jsonl_and_tensorboard_files(tmp_path):
 
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.util import tensor_util
+
     acc = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     loss = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors("loss")]
@@ -72,8 +73,9 @@ def test_progress_line_has_eta():
 
 def test_summary_names_hardware_software_and_config(tmp_path):
     config = ml_collections.ConfigDict({"model": {"name": "small_nl24"}, "seed": 0})
-    path = metrics.write_summary(tmp_path, config=config, final_metrics={"loss": np.float32(1.5)},
-                                 extra={"params": 123})
+    path = metrics.write_summary(
+        tmp_path, config=config, final_metrics={"loss": np.float32(1.5)}, extra={"params": 123}
+    )
     summary = json.loads(path.read_text())
     assert summary["hardware"]["device_count"] == jax.device_count()
     assert summary["hardware"]["platform"] == "cpu" and summary["hardware"]["peak_flops_per_device"] is None

@@ -27,8 +27,12 @@ def t5_batch(rng: np.random.Generator, b: int = 2, li: int = 12, lt: int = 6) ->
     enc = rng.integers(2, VOCAB, (b, li))
     tgt = rng.integers(2, VOCAB, (b, lt))
     dec_in = np.concatenate([np.zeros((b, 1), int), tgt[:, :-1]], axis=1)
-    return {"encoder_input_tokens": enc, "decoder_target_tokens": tgt, "decoder_input_tokens": dec_in,
-            "decoder_loss_weights": np.ones((b, lt), np.float32)}
+    return {
+        "encoder_input_tokens": enc,
+        "decoder_target_tokens": tgt,
+        "decoder_input_tokens": dec_in,
+        "decoder_loss_weights": np.ones((b, lt), np.float32),
+    }
 
 
 def mlm_batch(rng: np.random.Generator, b: int = 2, length: int = 16, k: int = 4) -> dict:
@@ -37,8 +41,13 @@ def mlm_batch(rng: np.random.Generator, b: int = 2, length: int = 16, k: int = 4
     weights = np.zeros((b, length), np.float32)
     np.put_along_axis(weights, positions, 1.0, axis=1)
     inputs = np.where(weights > 0, 2, targets)
-    return {"encoder_input_tokens": inputs, "encoder_target_tokens": targets, "encoder_loss_weights": weights,
-            "mlm_positions": positions, "mlm_weights": np.ones((b, k), np.float32)}
+    return {
+        "encoder_input_tokens": inputs,
+        "encoder_target_tokens": targets,
+        "encoder_loss_weights": weights,
+        "mlm_positions": positions,
+        "mlm_weights": np.ones((b, k), np.float32),
+    }
 
 
 def as_jax(batch: dict) -> dict:
@@ -58,8 +67,7 @@ def n_params(model) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-FAMILIES = ["tiny", "tiny-v1_1", "tiny-sh", "tiny-skv", "tiny-el3-dl1", "bert-base", "crammed-bert",
-            "roberta-l3-h256"]
+FAMILIES = ["tiny", "tiny-v1_1", "tiny-sh", "tiny-skv", "tiny-el3-dl1", "bert-base", "crammed-bert", "roberta-l3-h256"]
 
 
 @pytest.mark.parametrize("name", FAMILIES + ["bert-base@all", "bert-base@attention"])
@@ -89,7 +97,9 @@ def test_every_parameter_has_logical_axes_of_its_rank():
         for (path, value), (_, spec) in zip(jax.tree.leaves_with_path(state), jax.tree.leaves_with_path(specs)):
             assert len(spec) == value.ndim, path
             assert set(spec) <= allowed, (path, spec)
-        layer_query = specs["layers"]["attention"]["query"] if name != "tiny" else specs["encoder_layers"]["attention"]["query"]
+        layer_query = (
+            specs["layers"]["attention"]["query"] if name != "tiny" else specs["encoder_layers"]["attention"]["query"]
+        )
         assert tuple(layer_query.get_value()) == ("layers", "embed", "heads", "kv")
 
 
@@ -100,7 +110,7 @@ def test_t5_padding_and_future_tokens_change_nothing_they_must_not():
     logits = jit_logits(model, as_jax(batch))
     changed = {k: v.copy() for k, v in batch.items()}
     changed["encoder_input_tokens"][:, -3:] = 0  # still padding, nothing to change…
-    changed["decoder_input_tokens"][:, 4] = 7    # …but a future decoder token changes only positions >= 4
+    changed["decoder_input_tokens"][:, 4] = 7  # …but a future decoder token changes only positions >= 4
     new = jit_logits(model, as_jax(changed))
     np.testing.assert_allclose(new[:, :4], logits[:, :4], atol=1e-5)
     assert not np.allclose(new[:, 4:], logits[:, 4:])

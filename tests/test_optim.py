@@ -68,13 +68,16 @@ def test_schedules_are_jittable_and_vectorised():
     np.testing.assert_allclose(jax.jit(f)(p, 0), [0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"schedule": "step"}, "optimizer.schedule"),
-    ({"learning_rate": 0.0}, "optimizer.learning_rate"),
-    ({"schedule": "inverse_sqrt", "warmup_steps": 0}, "optimizer.warmup_steps"),
-    ({"schedule": "triangle", "peak_fraction": 1.0}, "optimizer.peak_fraction"),
-    ({"schedule": "cosine", "warmup_fraction": 1.0}, "optimizer.warmup_fraction"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"schedule": "step"}, "optimizer.schedule"),
+        ({"learning_rate": 0.0}, "optimizer.learning_rate"),
+        ({"schedule": "inverse_sqrt", "warmup_steps": 0}, "optimizer.warmup_steps"),
+        ({"schedule": "triangle", "peak_fraction": 1.0}, "optimizer.peak_fraction"),
+        ({"schedule": "cosine", "warmup_fraction": 1.0}, "optimizer.warmup_fraction"),
+    ],
+)
 def test_bad_schedule_configs_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
         optim.make_schedule(config(**overrides))
@@ -111,7 +114,8 @@ class Toy(nnx.Module):
         self.layer_norm_scale = nnx.Param(jnp.array([1.0, 2.0]), out_sharding=("embed",))
         self.out_bias = nnx.Param(jnp.array([0.1, -0.1, 0.3]), out_sharding=("mlp",))
         self.stack = nnx.Param(
-            jnp.stack([jnp.full((2, 3), 1.0), jnp.full((2, 3), 100.0)]), out_sharding=("layers", "embed", "mlp"))
+            jnp.stack([jnp.full((2, 3), 1.0), jnp.full((2, 3), 100.0)]), out_sharding=("layers", "embed", "mlp")
+        )
 
 
 def params_and_grads():
@@ -130,7 +134,11 @@ def test_decay_mask_skips_norm_scales_and_biases():
     params, _ = params_and_grads()
     mask = optim.decay_mask(params)
     assert {k: bool(v.get_value()) for k, v in mask.items()} == {
-        "kernel": True, "layer_norm_scale": False, "out_bias": False, "stack": True}
+        "kernel": True,
+        "layer_norm_scale": False,
+        "out_bias": False,
+        "stack": True,
+    }
 
 
 def test_adafactor_first_step_closed_form():
@@ -197,8 +205,9 @@ def test_global_norm_clipping_runs_before_the_optimizer():
             p = optax.apply_updates(p, u)
         return p
 
-    ours = run(optim.make_optimizer(config(name="adamw", grad_clip_norm=1.0)),
-               lambda s: optim.set_learning_rate(s, 1e-2))
+    ours = run(
+        optim.make_optimizer(config(name="adamw", grad_clip_norm=1.0)), lambda s: optim.set_learning_rate(s, 1e-2)
+    )
     ref = run(optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=0.0)), lambda s: s)
     unclipped = run(optim.make_optimizer(config(name="adamw")), lambda s: optim.set_learning_rate(s, 1e-2))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), ours, ref)
@@ -221,12 +230,15 @@ def test_learning_rate_is_set_inside_jit_without_recompiling():
     jax.tree.map(lambda x, y: np.testing.assert_allclose(2 * x, y, rtol=1e-6), a, b)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"name": "sgd"}, "optimizer.name"),
-    ({"name": "adamw", "b2": 1.0}, "optimizer.b2"),
-    ({"name": "adafactor", "clipping_threshold": 0.5}, "optimizer.clipping_threshold"),
-    ({"grad_clip_norm": -1.0}, "optimizer.grad_clip_norm"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"name": "sgd"}, "optimizer.name"),
+        ({"name": "adamw", "b2": 1.0}, "optimizer.b2"),
+        ({"name": "adafactor", "clipping_threshold": 0.5}, "optimizer.clipping_threshold"),
+        ({"grad_clip_norm": -1.0}, "optimizer.grad_clip_norm"),
+    ],
+)
 def test_bad_optimizer_configs_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
         optim.make_optimizer(config(**overrides))

@@ -17,8 +17,9 @@ MESH_4x1x2 = AbstractMesh((4, 1, 2), parallel.MESH_AXES)
 def run_on_8_devices(code: str) -> None:
     """Run ``code`` in a fresh interpreter with 8 faked CPU devices (XLA_FLAGS must precede importing jax)."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -70,8 +71,7 @@ def test_a_mesh_axis_is_never_used_twice():
 def test_rules_are_configurable_and_validated():
     rules = (("embed", None), ("mlp", ("fsdp", "model")))
     assert parallel.logical_to_mesh_spec(P("embed", "mlp"), (8, 8), MESH_4x1x2)[0] == P("fsdp", "model")
-    assert parallel.logical_to_mesh_spec(P("embed", "mlp"), (8, 8), MESH_4x1x2, rules)[0] == P(
-        None, ("fsdp", "model"))
+    assert parallel.logical_to_mesh_spec(P("embed", "mlp"), (8, 8), MESH_4x1x2, rules)[0] == P(None, ("fsdp", "model"))
     with pytest.raises(ValueError, match="no sharding rule for logical axis 'heads'"):
         parallel.logical_to_mesh_spec(P("heads"), (8,), MESH_4x1x2, rules)
     cfg = parallel.default_config()

@@ -6,9 +6,9 @@ import jax
 import pytest
 
 from scaling import profile as profile_command
+from scaling.analysis import runs
 from scaling.experiments import profile
 from scaling.training import trainer
-from scaling.analysis import runs
 
 TINY = str(Path(__file__).resolve().parent / "tiny_config.py")
 
@@ -17,8 +17,9 @@ def _layout(batch):
     return {k: (v.shape, v.dtype) for k, v in batch.items()}
 
 
-@pytest.mark.parametrize("task,shape", [("sotu_span_corruption", "tiny-nl1-dm32-ff64-nh2-kv16"),
-                                        ("sotu_mlm", "bert-tiny")])
+@pytest.mark.parametrize(
+    "task,shape", [("sotu_span_corruption", "tiny-nl1-dm32-ff64-nh2-kv16"), ("sotu_mlm", "bert-tiny")]
+)
 def test_synthetic_batches_match_the_pipeline(task, shape):
     from test_trainer import tiny_config
 

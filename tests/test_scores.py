@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from scaling.downstream import scores
-from scaling.downstream import datasets
+from scaling.downstream import datasets, scores
 
 
 def test_confusion_hand_worked_with_an_invalid_prediction():
     labels = [0, 1, 2, 2, 1, 1]
     preds = [0, 1, 1, 2, -1, 0]
-    expected = np.array([
-        [1, 0, 0, 0],
-        [1, 1, 0, 1],  # the -1 lands in the last ("invalid") column
-        [0, 1, 1, 0],
-    ])
+    expected = np.array(
+        [
+            [1, 0, 0, 0],
+            [1, 1, 0, 1],  # the -1 lands in the last ("invalid") column
+            [0, 1, 1, 0],
+        ]
+    )
     np.testing.assert_array_equal(scores.confusion(preds, labels, 3), expected)
     # An id >= num_classes is invalid too; without num_classes K is inferred from the ids seen.
     np.testing.assert_array_equal(scores.confusion([0, 5], [0, 1], 2), [[1, 0, 0], [0, 0, 1]])
@@ -110,7 +111,7 @@ def test_correlations_match_scipy_and_are_zero_when_undefined():
     assert scores.pearson(preds, labels) == pytest.approx(scipy.stats.pearsonr(preds, labels).statistic)
     assert scores.spearman(preds, labels) == pytest.approx(scipy.stats.spearmanr(preds, labels).statistic)
     assert scores.pearson(labels, labels) == pytest.approx(1.0)
-    assert scores.spearman(-labels**3, labels) == pytest.approx(-1.0)
+    assert scores.spearman(-(labels**3), labels) == pytest.approx(-1.0)
     for metric in (scores.pearson, scores.spearman):
         assert metric(np.full(100, 2.5), labels) == 0.0
         assert metric(preds, np.ones(100)) == 0.0
@@ -163,8 +164,9 @@ def test_evaluate_main_scores():
 
 
 def test_evaluate_rejects_metrics_of_the_other_kind():
-    task = types.SimpleNamespace(name="odd", kind="regression", metrics=("accuracy",), main_metrics=("accuracy",),
-                                 num_labels=1)
+    task = types.SimpleNamespace(
+        name="odd", kind="regression", metrics=("accuracy",), main_metrics=("accuracy",), num_labels=1
+    )
     with pytest.raises(ValueError, match="asks for metrics"):
         scores.evaluate(task, [0.5, 1.0], [0.5, 1.0])
 

@@ -6,20 +6,22 @@ import json
 import math
 from pathlib import Path
 
-import ml_collections
 import pandas as pd
 import pytest
 from test_configs import load
 
-from scaling.experiments import study
 from scaling.analysis import studies
 from scaling.analysis.runs import RunError
 from scaling.errors import UserError
+from scaling.experiments import study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted((ROOT / "configs").glob("study_*.py"))
-SHIPPED = {"train_large_then_compress": "study_train_large.py", "scale_efficiently": "study_scale_efficiently.py",
-           "cramming": "study_cramming.py"}
+SHIPPED = {
+    "train_large_then_compress": "study_train_large.py",
+    "scale_efficiently": "study_scale_efficiently.py",
+    "cramming": "study_cramming.py",
+}
 
 
 def quiet(*_):
@@ -62,7 +64,10 @@ def test_cramming_variants_change_what_their_names_say():
     assert configs["original_data"].data.task == "sotu_mlm" != configs["crammed"].data.task
     assert configs["original_train"].optimizer.learning_rate == 1e-4 != configs["crammed"].optimizer.learning_rate
     assert {configs[n].optimizer.schedule for n in ("crammed", "schedule_constant", "schedule_cosine")} == {
-        "triangle", "constant", "cosine"}
+        "triangle",
+        "constant",
+        "cosine",
+    }
     for name in ("crammed", "original_bert", "minimal_arch"):  # same knobs: only switches differ
         assert (shape[name].num_encoder_layers, shape[name].d_model, shape[name].d_ff) == (4, 256, 1024)
 
@@ -70,8 +75,11 @@ def test_cramming_variants_change_what_their_names_say():
 def test_bad_study_files_name_the_field():
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.runs.crammed = {"optimizer": {"learning_rat": 1.0}}
-    with pytest.raises(UserError, match=r"config.runs.crammed.optimizer.learning_rat: no such field; did you mean "
-                                        r"config.runs.crammed.optimizer.learning_rate\?"):
+    with pytest.raises(
+        UserError,
+        match=r"config.runs.crammed.optimizer.learning_rat: no such field; did you mean "
+        r"config.runs.crammed.optimizer.learning_rate\?",
+    ):
         study.pretrain_configs(config)
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.order = "crammed"
@@ -121,12 +129,23 @@ def test_smoke_study_runs_every_stage_and_resumes(path, tmp_path):
 
 # ---------------------------------------------------------------------------------- the analysis alone
 
+
 def test_changed_knobs_and_knob_gains_from_a_table():
-    runs = pd.DataFrame({"run": ["base", "nl4", "dm512"], "order": [0, 1, 2],
-                         "num_encoder_layers": [2, 4, 2], "d_model": [256, 256, 512], "d_ff": [1024] * 3,
-                         "num_heads": [4] * 3, "d_kv": [64] * 3, "params": [1e6, 2e6, 4e6],
-                         "flops_per_step": [1e9, 2e9, 4e9], "seconds_per_step": [1.0, 2.0, 1.5],
-                         "eval_loss": [5.0, 4.5, 4.5]})
+    runs = pd.DataFrame(
+        {
+            "run": ["base", "nl4", "dm512"],
+            "order": [0, 1, 2],
+            "num_encoder_layers": [2, 4, 2],
+            "d_model": [256, 256, 512],
+            "d_ff": [1024] * 3,
+            "num_heads": [4] * 3,
+            "d_kv": [64] * 3,
+            "params": [1e6, 2e6, 4e6],
+            "flops_per_step": [1e9, 2e9, 4e9],
+            "seconds_per_step": [1.0, 2.0, 1.5],
+            "eval_loss": [5.0, 4.5, 4.5],
+        }
+    )
     assert list(studies.changed_knobs(runs.set_index("run"))) == ["base", "NL 2→4", "DM 256→512"]
     data = {"runs": runs, "profile": pd.DataFrame(), "downstream": pd.DataFrame(), "baselines": pd.DataFrame()}
     analysis = studies.scale_efficiently(data)
@@ -148,16 +167,19 @@ def test_equal_budget_reads_every_run_where_all_reached():
     params = pd.Series({"s": 1.0, "m": 2.0, "l": 4.0})
     assert studies.spearman(params, pd.Series({"s": 3.0, "m": 2.0, "l": 1.0})) == pytest.approx(-1.0)
     assert studies.spearman(params, pd.Series({"s": 1.0, "m": 1.0, "l": 1.0})) != studies.spearman(
-        params, pd.Series({"s": 1.0, "m": 2.0, "l": 3.0}))  # constant values: NaN, not a correlation
+        params, pd.Series({"s": 1.0, "m": 2.0, "l": 3.0})
+    )  # constant values: NaN, not a correlation
 
 
 def test_markdown_table_formats_and_marks_missing():
-    text = studies.markdown(pd.DataFrame({"run": ["a"], "params": [1234567], "loss": [float("nan")]}),
-                            {"params": ",.0f", "loss": ".3f"})
+    text = studies.markdown(
+        pd.DataFrame({"run": ["a"], "params": [1234567], "loss": [float("nan")]}), {"params": ",.0f", "loss": ".3f"}
+    )
     assert text.splitlines() == ["| run | params | loss |", "|---|---|---|", "| a | 1,234,567 | – |"]
 
 
 # ---------------------------------------------------------------------------------- what the repo ships
+
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_results_are_complete_and_reproduce_their_report(name):
@@ -174,7 +196,7 @@ def test_shipped_results_are_complete_and_reproduce_their_report(name):
 
 def test_readme_quotes_the_reports():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Studies"):readme.index("## Benchmarks")]
+    section = readme[readme.index("## Studies") : readme.index("## Benchmarks")]
     reports = {name: (ROOT / "notebooks" / "results" / name / "report.md").read_text() for name in SHIPPED}
     for name, report in reports.items():
         findings = [line for line in report.splitlines() if line.startswith("- ")]
@@ -186,13 +208,15 @@ def test_readme_quotes_the_reports():
 
 
 def test_runs_no_better_than_a_constant_answer_are_named():
-    downstream = pd.DataFrame({"run": ["a", "b"], "task": ["t", "t"], "score": [0.80, 0.62],
-                               "eval_examples": [1000, 1000]})
+    downstream = pd.DataFrame(
+        {"run": ["a", "b"], "task": ["t", "t"], "score": [0.80, 0.62], "eval_examples": [1000, 1000]}
+    )
     data = {"downstream": downstream, "baselines": pd.DataFrame({"task": ["t"], "score": [0.60]})}
     # standard error sqrt(0.71 * 0.29 / 1000) = 0.0143: b (0.62) is within two of 0.60, a is not.
     assert studies.baseline_findings(data, ["a", "b"]) == [
         "On t the best constant answer scores 0.600; b score within two standard errors of it (no better than a "
-        "constant)."]
+        "constant)."
+    ]
 
 
 def test_report_cli_names_a_folder_that_is_not_a_study(tmp_path, capsys):

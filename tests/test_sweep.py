@@ -40,11 +40,20 @@ def test_overrides_are_checked_and_the_sweep_fields_are_its_own():
 
 
 def test_expansion_is_a_grid_of_validated_configs():
-    spec = sweep.Sweep(recipe=TINY, base=BASE, axes=(("nl", ("1", "2")), ("ff", ("64", "128"))),
-                       budget=("tokens", 1e4), overrides=(("log_every_steps", "2"),))
+    spec = sweep.Sweep(
+        recipe=TINY,
+        base=BASE,
+        axes=(("nl", ("1", "2")), ("ff", ("64", "128"))),
+        budget=("tokens", 1e4),
+        overrides=(("log_every_steps", "2"),),
+    )
     points = sweep.expand(spec, configfiles.load(TINY))
-    assert [p.name for p in points] == [BASE, "tiny-nl1-dm32-ff128-nh2-kv16", "tiny-nl2-dm32-ff64-nh2-kv16",
-                                        "tiny-nl2-dm32-ff128-nh2-kv16"]
+    assert [p.name for p in points] == [
+        BASE,
+        "tiny-nl1-dm32-ff128-nh2-kv16",
+        "tiny-nl2-dm32-ff64-nh2-kv16",
+        "tiny-nl2-dm32-ff128-nh2-kv16",
+    ]
     assert all(p.config.budget.unit == "tokens" and p.config.log_every_steps == 2 for p in points)
     with pytest.raises(sweep.SweepError, match="given twice"):
         sweep.expand(sweep.Sweep(TINY, BASE, (("nl", ("1",)), ("nl", ("2",))), ("steps", 3)), configfiles.load(TINY))
@@ -53,8 +62,16 @@ def test_expansion_is_a_grid_of_validated_configs():
 
 
 def test_sweep_runs_skips_finished_and_collects(tmp_path, capsys):
-    argv = [f"--config={TINY}", f"--base={BASE}", "--op=nl", "--values=1,2", "--config.budget=steps:3",
-            f"--out={tmp_path}", "--config.log_every_steps=1", "--config.checkpoint.save_interval_steps=100"]
+    argv = [
+        f"--config={TINY}",
+        f"--base={BASE}",
+        "--op=nl",
+        "--values=1,2",
+        "--config.budget=steps:3",
+        f"--out={tmp_path}",
+        "--config.log_every_steps=1",
+        "--config.checkpoint.save_interval_steps=100",
+    ]
     assert sweep_command.main(argv + ["--emit_launch"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("python -m scaling.train")]
     assert len(lines) == 2 and f"--workdir={tmp_path / BASE}" in lines[0] and "--config.log_every_steps=1" in lines[0]
@@ -75,13 +92,16 @@ def test_sweep_runs_skips_finished_and_collects(tmp_path, capsys):
     assert "python -m scaling.train" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--op=nl", "--values=1", "--config.budget=minutes:1"], "--config.budget=minutes:1: unknown unit 'minutes'"),
-    (["--op=nl", "--config.budget=steps:1"], "give one --values after each --op"),
-    (["--op=nl", "--values=1", "--lr=3"], "unrecognized arguments: --lr=3"),
-    (["--op=xx", "--values=1"], "--op=xx: not a scaling operator"),
-    (["--op=nl", "--values=1", "--config.model.name=small"], "--config.model.name: the sweep sets it"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--op=nl", "--values=1", "--config.budget=minutes:1"], "--config.budget=minutes:1: unknown unit 'minutes'"),
+        (["--op=nl", "--config.budget=steps:1"], "give one --values after each --op"),
+        (["--op=nl", "--values=1", "--lr=3"], "unrecognized arguments: --lr=3"),
+        (["--op=xx", "--values=1"], "--op=xx: not a scaling operator"),
+        (["--op=nl", "--values=1", "--config.model.name=small"], "--config.model.name: the sweep sets it"),
+    ],
+)
 def test_cli_errors(args, message, tmp_path, capsys):
     assert sweep_command.main([f"--config={TINY}", "--base=tiny", f"--out={tmp_path}", *args]) == 2
     err = capsys.readouterr().err.splitlines()

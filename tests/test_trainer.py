@@ -55,14 +55,24 @@ def quiet(_: str) -> None:
 
 
 def test_loss_falls_and_every_output_is_written(tmp_path):
-    config = tiny_config(**{"budget.amount": 40, "optimizer.learning_rate": 0.03, "log_every_steps": 10,
-                            "eval_every_steps": 20})
+    config = tiny_config(
+        **{"budget.amount": 40, "optimizer.learning_rate": 0.03, "log_every_steps": 10, "eval_every_steps": 20}
+    )
     final = trainer.train(config, tmp_path, print_fn=quiet)
     rows = records(tmp_path)
     assert [r["step"] for r in rows] == [10, 20, 30, 40]
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.5
-    required = {"step", "loss", "accuracy", "learning_rate", "tokens", "flops", "seconds", "compile_seconds",
-                "tokens_per_second"}
+    required = {
+        "step",
+        "loss",
+        "accuracy",
+        "learning_rate",
+        "tokens",
+        "flops",
+        "seconds",
+        "compile_seconds",
+        "tokens_per_second",
+    }
     assert all(required <= r.keys() for r in rows)
     assert "eval_loss" in rows[1] and "eval_accuracy" in rows[3] and "eval_loss" not in rows[0]
     assert rows[-1]["tokens"] == 40 * 4 * (32 + 8)
@@ -87,8 +97,9 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     np.testing.assert_allclose(losses(tmp_path / "four"), losses(tmp_path / "one"), rtol=2e-5)
 
 
-@pytest.mark.parametrize("unit,amount,steps", [
-    ("steps", 3, 3), ("tokens", 3 * 4 * 40, 3), ("tokens", 3 * 4 * 40 + 1, 4), ("flops", None, 2)])
+@pytest.mark.parametrize(
+    "unit,amount,steps", [("steps", 3, 3), ("tokens", 3 * 4 * 40, 3), ("tokens", 3 * 4 * 40 + 1, 4), ("flops", None, 2)]
+)
 def test_budget_stops_in_every_unit(tmp_path, unit, amount, steps):
     if unit == "flops":
         run = trainer.build_run(tiny_config())
@@ -98,8 +109,15 @@ def test_budget_stops_in_every_unit(tmp_path, unit, amount, steps):
 
 
 def test_wall_clock_budget_and_triangle_schedule(tmp_path):
-    config = tiny_config(**{"budget.unit": "seconds", "budget.amount": 2.0, "optimizer.name": "adamw",
-                            "optimizer.schedule": "triangle", "optimizer.learning_rate": 1e-3})
+    config = tiny_config(
+        **{
+            "budget.unit": "seconds",
+            "budget.amount": 2.0,
+            "optimizer.name": "adamw",
+            "optimizer.schedule": "triangle",
+            "optimizer.learning_rate": 1e-3,
+        }
+    )
     final = trainer.train(config, tmp_path, print_fn=quiet)
     rows = records(tmp_path)
     assert final["completed"] and rows[-1]["seconds"] >= 2.0 and final["step"] >= 2
@@ -110,8 +128,14 @@ def test_wall_clock_budget_and_triangle_schedule(tmp_path):
 
 
 def test_nan_stops_with_the_last_good_checkpoint(tmp_path):
-    config = tiny_config(**{"optimizer.name": "adamw", "optimizer.schedule": "constant",
-                            "optimizer.learning_rate": 1e30, "checkpoint.save_interval_steps": 1})
+    config = tiny_config(
+        **{
+            "optimizer.name": "adamw",
+            "optimizer.schedule": "constant",
+            "optimizer.learning_rate": 1e30,
+            "checkpoint.save_interval_steps": 1,
+        }
+    )
     with pytest.raises(trainer.NonFiniteLossError, match="not finite at step 2.*last good checkpoint is step 1"):
         trainer.train(config, tmp_path, print_fn=quiet)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
@@ -119,8 +143,14 @@ def test_nan_stops_with_the_last_good_checkpoint(tmp_path):
 
 
 def test_nan_skip_policy_keeps_going(tmp_path):
-    config = tiny_config(**{"optimizer.name": "adamw", "optimizer.schedule": "constant",
-                            "optimizer.learning_rate": 1e30, "nan_policy": "skip"})
+    config = tiny_config(
+        **{
+            "optimizer.name": "adamw",
+            "optimizer.schedule": "constant",
+            "optimizer.learning_rate": 1e30,
+            "nan_policy": "skip",
+        }
+    )
     final = trainer.train(config, tmp_path, print_fn=quiet)
     assert final["completed"] and final["skipped_steps"] >= 1
     rows = records(tmp_path)
@@ -140,8 +170,12 @@ def test_update_applies_the_optimizer_to_mean_gradients_and_a_non_finite_step_ch
     run = trainer.build_run(tiny_config(**{"optimizer.name": optimizer}))
     state = trainer.init_state(run)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), state["params"])
-    aux = {"loss_sum": jnp.float32(12.0), "z_loss_sum": jnp.float32(0.0), "weight_sum": jnp.float32(4.0),
-           "correct_sum": jnp.float32(1.0)}
+    aux = {
+        "loss_sum": jnp.float32(12.0),
+        "z_loss_sum": jnp.float32(0.0),
+        "weight_sum": jnp.float32(4.0),
+        "correct_sum": jnp.float32(1.0),
+    }
     update = jax.jit(trainer.update_fn(run))
     params, opt_state, metrics_ = update(state["params"], state["opt_state"], grads, aux, 1e-2)
 
@@ -163,14 +197,17 @@ def test_update_applies_the_optimizer_to_mean_gradients_and_a_non_finite_step_ch
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("override,message", [
-    ({"micro_batch_size": 3}, "micro_batch_size = 3 must divide batch_size = 4"),
-    ({"model.name": "small-zz"}, "model.name is not a valid shape"),
-    ({"data.task": "sotu_mlm"}, "does not fit"),
-    ({"nan_policy": "ignore"}, "nan_policy"),
-    ({"model.remat": "some"}, "model.remat"),
-    ({"batch_size": 0}, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"micro_batch_size": 3}, "micro_batch_size = 3 must divide batch_size = 4"),
+        ({"model.name": "small-zz"}, "model.name is not a valid shape"),
+        ({"data.task": "sotu_mlm"}, "does not fit"),
+        ({"nan_policy": "ignore"}, "nan_policy"),
+        ({"model.remat": "some"}, "model.remat"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
 def test_config_errors_name_the_field(tmp_path, override, message):
     with pytest.raises(trainer.ConfigError, match=message):
         trainer.train(tiny_config(**override), tmp_path, print_fn=quiet)
@@ -178,10 +215,22 @@ def test_config_errors_name_the_field(tmp_path, override, message):
 
 
 def _cli(workdir: Path, *overrides: str, env: dict | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "scaling.train", "--config=tests/tiny_config.py", f"--workdir={workdir}",
-               *overrides]
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "scaling.train",
+        "--config=tests/tiny_config.py",
+        f"--workdir={workdir}",
+        *overrides,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_cli_rejects_unknown_fields_and_bad_types(tmp_path):

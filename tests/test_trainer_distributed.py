@@ -41,8 +41,14 @@ def _host_worker(process_id: int, port: int, workdir: str) -> None:
     from scaling import parallel
     from scaling.training import trainer
 
-    config = tiny_config(**{"budget.amount": 3, "parallel.coordinator_address": f"127.0.0.1:{port}",
-                            "parallel.num_processes": 2, "parallel.process_id": process_id})
+    config = tiny_config(
+        **{
+            "budget.amount": 3,
+            "parallel.coordinator_address": f"127.0.0.1:{port}",
+            "parallel.num_processes": 2,
+            "parallel.process_id": process_id,
+        }
+    )
     assert parallel.initialize_distributed(config.parallel) and jax.process_count() == 2
     trainer.train(config, workdir, print_fn=lambda _: None)
     jax.distributed.shutdown()
@@ -50,8 +56,14 @@ def _host_worker(process_id: int, port: int, workdir: str) -> None:
 
 def test_losses_do_not_depend_on_the_mesh(tmp_path):
     env = cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run([sys.executable, __file__, "mesh", str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=HERE)
+    proc = subprocess.run(
+        [sys.executable, __file__, "mesh", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=HERE,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = json.loads((tmp_path / "losses.json").read_text())
     assert len(losses["one"]) == 6
@@ -60,8 +72,16 @@ def test_losses_do_not_depend_on_the_mesh(tmp_path):
 
 def test_two_processes_train_together_and_write_one_checkpoint(tmp_path):
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, __file__, "host", str(i), str(port), str(tmp_path)], env=cpu_env(),
-                              stderr=subprocess.PIPE, text=True, cwd=HERE) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "host", str(i), str(port), str(tmp_path)],
+            env=cpu_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=HERE,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_trainer import tiny_config  # noqa: E402
+from test_trainer import tiny_config
 
 
 def get_config():

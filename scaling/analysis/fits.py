@@ -35,15 +35,16 @@ DEFAULT_STARTS = 16
 
 # ---------------------------------------------------------------------------------------- the objective
 
+
 def _predict_log(theta: np.ndarray, log_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log L̂ for parameter rows ``theta`` = (e, a_1, α_1, …, a_K, α_K) (shape [..., 1+2K]) at ``log_x`` [K, n].
 
     Returns (log L̂ [..., n], the softmax weights of the K+1 terms [..., K+1, n]) for the gradient.
     """
     e, a, alpha = theta[..., :1], theta[..., 1::2], theta[..., 2::2]
-    terms = a[..., :, None] - alpha[..., :, None] * log_x              # [..., K, n]
+    terms = a[..., :, None] - alpha[..., :, None] * log_x  # [..., K, n]
     constant = np.broadcast_to(e[..., None, :], (*terms.shape[:-2], 1, terms.shape[-1]))
-    z = np.concatenate([terms, constant], axis=-2)                     # [..., K+1, n]
+    z = np.concatenate([terms, constant], axis=-2)  # [..., K+1, n]
     top = z.max(axis=-2, keepdims=True)
     w = np.exp(z - top)
     total = w.sum(axis=-2, keepdims=True)
@@ -53,7 +54,7 @@ def _predict_log(theta: np.ndarray, log_x: np.ndarray) -> tuple[np.ndarray, np.n
 def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Huber loss of ``r`` divided by δ (same minimiser, gradients of order one), and its derivative."""
     small = np.abs(r) <= delta
-    value = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta)) / delta
+    value = np.where(small, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta)) / delta
     return value, np.where(small, r, delta * np.sign(r)) / delta
 
 
@@ -74,8 +75,9 @@ def _grid(k: int) -> np.ndarray:
     return np.array(list(itertools.product(*axes)))
 
 
-def _fit_lse(log_x: np.ndarray, log_y: np.ndarray, delta: float, starts: int | None,
-             initial: np.ndarray | None = None) -> np.ndarray:
+def _fit_lse(
+    log_x: np.ndarray, log_y: np.ndarray, delta: float, starts: int | None, initial: np.ndarray | None = None
+) -> np.ndarray:
     """The best L-BFGS optimum over the ``starts`` best grid points (all of them with None), or from ``initial``."""
     if initial is not None:
         candidates = initial[None, :]
@@ -86,8 +88,14 @@ def _fit_lse(log_x: np.ndarray, log_y: np.ndarray, delta: float, starts: int | N
         candidates = grid[np.argsort(values)[:starts]] if starts else grid
     best, best_value = None, np.inf
     for start in candidates:
-        result = optimize.minimize(_objective, start, args=(log_x, log_y, delta), jac=True, method="L-BFGS-B",
-                                   options={"maxiter": 2_000, "ftol": 1e-15, "gtol": 1e-12})
+        result = optimize.minimize(
+            _objective,
+            start,
+            args=(log_x, log_y, delta),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 2_000, "ftol": 1e-15, "gtol": 1e-12},
+        )
         if result.fun < best_value:
             best, best_value = result.x, result.fun
     return best
@@ -106,8 +114,10 @@ def _check(name: str, values: Sequence[float], n: int | None = None) -> np.ndarr
 
 # ---------------------------------------------------------------------------------------------- fits
 
-def fit_power_law(x: Sequence[float], y: Sequence[float], *, delta: float = HUBER_DELTA,
-                  starts: int | None = DEFAULT_STARTS) -> dict[str, float]:
+
+def fit_power_law(
+    x: Sequence[float], y: Sequence[float], *, delta: float = HUBER_DELTA, starts: int | None = DEFAULT_STARTS
+) -> dict[str, float]:
     """y ≈ E + A · x^-α, fitted like approach 3 (see module docstring): returns ``E``, ``A``, ``alpha``."""
     xs = _check("x", x)
     ys = _check("y", y, xs.size)
@@ -133,12 +143,23 @@ def _chinchilla_data(N, D, loss) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_dict(theta: np.ndarray) -> dict[str, float]:
     e, a, alpha, b, beta = theta
-    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": float(alpha),
-            "beta": float(beta)}
+    return {
+        "E": float(np.exp(e)),
+        "A": float(np.exp(a)),
+        "B": float(np.exp(b)),
+        "alpha": float(alpha),
+        "beta": float(beta),
+    }
 
 
-def fit_chinchilla(N: Sequence[float], D: Sequence[float], loss: Sequence[float], *, delta: float = HUBER_DELTA,
-                   starts: int | None = DEFAULT_STARTS) -> dict[str, float]:
+def fit_chinchilla(
+    N: Sequence[float],
+    D: Sequence[float],
+    loss: Sequence[float],
+    *,
+    delta: float = HUBER_DELTA,
+    starts: int | None = DEFAULT_STARTS,
+) -> dict[str, float]:
     """L(N, D) = E + A/N^α + B/D^β by approach 3: returns ``E``, ``A``, ``B``, ``alpha``, ``beta``.
 
     ``N``: parameters, ``D``: training tokens, ``loss``: the loss each (N, D) reached (points along training
@@ -155,8 +176,15 @@ def chinchilla(fit: Mapping[str, float], N: Sequence[float] | float, D: Sequence
     return fit["E"] + fit["A"] * n ** -fit["alpha"] + fit["B"] * d ** -fit["beta"]
 
 
-def bootstrap(N: Sequence[float], D: Sequence[float], loss: Sequence[float], *, samples: int = 100, seed: int = 0,
-              delta: float = HUBER_DELTA) -> pd.DataFrame:
+def bootstrap(
+    N: Sequence[float],
+    D: Sequence[float],
+    loss: Sequence[float],
+    *,
+    samples: int = 100,
+    seed: int = 0,
+    delta: float = HUBER_DELTA,
+) -> pd.DataFrame:
     """Chinchilla fits on ``samples`` resamplings (with replacement) of the points; ``.std()`` = standard errors.
 
     Each resample starts L-BFGS from the full-data optimum (its own optimum lies near it), which makes a few
@@ -174,13 +202,14 @@ def bootstrap(N: Sequence[float], D: Sequence[float], loss: Sequence[float], *, 
 
 # ------------------------------------------------------------------------------------ optimal allocation
 
+
 def compute_optimal(fit: Mapping[str, float], flops: Sequence[float] | float) -> dict[str, np.ndarray | float]:
     """Closed-form compute-optimal parameters and tokens for budgets ``flops`` (C = 6ND): N_opt, D_opt, a, b, G."""
     alpha, beta, A, B = fit["alpha"], fit["beta"], fit["A"], fit["B"]
     c = np.asarray(flops, dtype=float) / 6.0
     G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
     a, b = beta / (alpha + beta), alpha / (alpha + beta)
-    return {"N_opt": G * c ** a, "D_opt": c ** b / G, "a": a, "b": b, "G": G}
+    return {"N_opt": G * c**a, "D_opt": c**b / G, "a": a, "b": b, "G": G}
 
 
 def compute_optimal_numeric(fit: Mapping[str, float], flops: float) -> tuple[float, float]:
@@ -192,8 +221,7 @@ def compute_optimal_numeric(fit: Mapping[str, float], flops: float) -> tuple[flo
     def loss_at(log_n: float) -> float:
         return float(chinchilla(fit, np.exp(log_n), np.exp(log_c6 - log_n)))
 
-    result = optimize.minimize_scalar(loss_at, bounds=(0.0, log_c6), method="bounded",
-                                      options={"xatol": 1e-10})
+    result = optimize.minimize_scalar(loss_at, bounds=(0.0, log_c6), method="bounded", options={"xatol": 1e-10})
     n = float(np.exp(result.x))
     return n, flops / (6.0 * n)
 

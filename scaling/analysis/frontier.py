@@ -44,8 +44,9 @@ def pareto(costs: Sequence[float], qualities: Sequence[float], higher_is_better:
     return mask
 
 
-def staircase(costs: Sequence[float], qualities: Sequence[float], higher_is_better: bool = True
-              ) -> tuple[np.ndarray, np.ndarray]:
+def staircase(
+    costs: Sequence[float], qualities: Sequence[float], higher_is_better: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The frontier as a step line (x, y) through the efficient points, sorted by cost: best quality so far."""
     c = np.asarray(costs, dtype=float)
     q = np.asarray(qualities, dtype=float)
@@ -61,8 +62,9 @@ def frontier_table(table: pd.DataFrame, cost: str, quality: str, higher_is_bette
     return out.sort_values(cost, kind="stable", ignore_index=True)
 
 
-def efficiency(table: pd.DataFrame, axes: Mapping[str, str], quality: str, higher_is_better: bool = True,
-               label: str = "run") -> pd.DataFrame:
+def efficiency(
+    table: pd.DataFrame, axes: Mapping[str, str], quality: str, higher_is_better: bool = True, label: str = "run"
+) -> pd.DataFrame:
     """Which configuration is efficient on which axis: one boolean column per named cost axis.
 
     ``axes`` maps a column title to a cost column, e.g. ``{"params": "params", "FLOPs": "flops_per_step",
@@ -76,8 +78,9 @@ def efficiency(table: pd.DataFrame, axes: Mapping[str, str], quality: str, highe
     return out
 
 
-def at_budget(curves: pd.DataFrame, budget: float, x: str = "seconds", y: str = "loss",
-              by: str = "run") -> pd.DataFrame:
+def at_budget(
+    curves: pd.DataFrame, budget: float, x: str = "seconds", y: str = "loss", by: str = "run"
+) -> pd.DataFrame:
     """Each run's ``y`` at ``x == budget`` (linear interpolation between logged steps), for equal-budget rankings.
 
     Runs whose curve does not reach ``budget`` get NaN (extrapolating a run past its end would invent data);
@@ -94,8 +97,9 @@ def at_budget(curves: pd.DataFrame, budget: float, x: str = "seconds", y: str = 
     return pd.DataFrame(rows).sort_values(y, ignore_index=True)
 
 
-def same_budget(curves: pd.DataFrame, budgets: Sequence[float], x: str = "seconds", y: str = "loss",
-                by: str = "run") -> pd.DataFrame:
+def same_budget(
+    curves: pd.DataFrame, budgets: Sequence[float], x: str = "seconds", y: str = "loss", by: str = "run"
+) -> pd.DataFrame:
     """A run × budget table of ``y`` at each budget: which configuration wins at which amount of ``x``."""
     frames = [at_budget(curves, b, x, y, by) for b in budgets]
     return pd.concat(frames, ignore_index=True).pivot(index=by, columns=x, values=y)

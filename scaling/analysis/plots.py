@@ -22,9 +22,19 @@ def _axes(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots(figsize=(6, 4))[1]
 
 
-def frontier(table: pd.DataFrame, cost: str, quality: str, *, higher_is_better: bool = True, label: str = "run",
-             ax: Axes | None = None, logx: bool = True, logy: bool = False, color: str = "C0",
-             name: str | None = None) -> Axes:
+def frontier(
+    table: pd.DataFrame,
+    cost: str,
+    quality: str,
+    *,
+    higher_is_better: bool = True,
+    label: str = "run",
+    ax: Axes | None = None,
+    logx: bool = True,
+    logy: bool = False,
+    color: str = "C0",
+    name: str | None = None,
+) -> Axes:
     """Scatter of quality against cost with the Pareto step line; efficient points filled, every point labelled."""
     require_columns(table, (cost, quality, label), f"frontier plot of {quality} against {cost}")
     ax = _axes(ax)
@@ -45,8 +55,15 @@ def frontier(table: pd.DataFrame, cost: str, quality: str, *, higher_is_better: 
     return ax
 
 
-def curves(curves: pd.DataFrame, x: str = "seconds", y: str = "loss", *, by: str = "shape", ax: Axes | None = None,
-           logx: bool = False) -> Axes:
+def curves(
+    curves: pd.DataFrame,
+    x: str = "seconds",
+    y: str = "loss",
+    *,
+    by: str = "shape",
+    ax: Axes | None = None,
+    logx: bool = False,
+) -> Axes:
     """One line per ``by`` value of ``y`` against ``x`` (``seconds``, ``flops``, ``tokens`` or ``step``)."""
     require_columns(curves, (by, x, y), f"{y} against {x}")
     ax = _axes(ax)
@@ -60,8 +77,9 @@ def curves(curves: pd.DataFrame, x: str = "seconds", y: str = "loss", *, by: str
     return ax
 
 
-def compression(table: pd.DataFrame, *, memory: str = "memory_bits", score: str = "score", by: str = "model",
-                ax: Axes | None = None) -> Axes:
+def compression(
+    table: pd.DataFrame, *, memory: str = "memory_bits", score: str = "score", by: str = "model", ax: Axes | None = None
+) -> Axes:
     """Score against test-time memory, one colour per ``by`` (model size), with the frontier over all of them
     (*Train Large, Then Compress* Figures 6–7 and 12: large models compressed hard sit on it)."""
     require_columns(table, (memory, score, by), "compression frontier")
@@ -77,15 +95,21 @@ def compression(table: pd.DataFrame, *, memory: str = "memory_bits", score: str 
     return ax
 
 
-def power_law_fit(x: np.ndarray, y: np.ndarray, fit: Mapping[str, float], *, ax: Axes | None = None,
-                  xlabel: str = "x", ylabel: str = "loss") -> Axes:
+def power_law_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    fit: Mapping[str, float],
+    *,
+    ax: Axes | None = None,
+    xlabel: str = "x",
+    ylabel: str = "loss",
+) -> Axes:
     """Points and the fitted E + A·x^-α, on log x, with the constants in the legend."""
     ax = _axes(ax)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     grid = np.geomspace(x.min(), x.max(), 100)
     ax.scatter(x, y, color="C0")
-    ax.plot(grid, fits.power_law(fit, grid), color="C1",
-            label=f"{fit['E']:.3g} + {fit['A']:.3g}·x^-{fit['alpha']:.3g}")
+    ax.plot(grid, fits.power_law(fit, grid), color="C1", label=f"{fit['E']:.3g} + {fit['A']:.3g}·x^-{fit['alpha']:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

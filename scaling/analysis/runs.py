@@ -28,8 +28,17 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 # Shape fields copied from summary.json's "shape" block (the knobs of scaling.shapes).
-SHAPE_FIELDS = ("preset", "family", "num_encoder_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads",
-                "d_kv", "vocab_size")
+SHAPE_FIELDS = (
+    "preset",
+    "family",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "d_model",
+    "d_ff",
+    "num_heads",
+    "d_kv",
+    "vocab_size",
+)
 FINAL_FIELDS = ("loss", "accuracy", "eval_loss", "eval_accuracy", "compile_seconds")
 SOFTWARE_FIELDS = ("jax", "jaxlib", "flax")
 

@@ -37,8 +37,9 @@ def scale_efficiently_table4() -> pd.DataFrame:
     (= 1 / steps per second, the paper's speed axis as a cost) and ``flops`` (its TFLOPs column × 1e12: Mesh
     TensorFlow's own count, not reproduced by :mod:`scaling.accounting`, so compare within the table only)."""
     table = load_reference("scale_efficiently_table4")
-    return table.assign(loss=-table["neg_log_ppl_c4"], seconds_per_step=1.0 / table["steps_per_second"],
-                        flops=table["tflops"] * 1e12)
+    return table.assign(
+        loss=-table["neg_log_ppl_c4"], seconds_per_step=1.0 / table["steps_per_second"], flops=table["tflops"] * 1e12
+    )
 
 
 def sources() -> pd.DataFrame:

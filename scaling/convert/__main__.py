@@ -38,17 +38,19 @@ def hf_source(path: str | os.PathLike) -> Path:
     snapshots = sorted(p for p in (path / "snapshots").iterdir() if p.is_dir())
     if len(snapshots) == 1:
         return snapshots[0]
-    raise ConversionError(f"{path} is a Hugging Face cache entry with {len(snapshots)} snapshots and no refs/main; "
-                          f"pass one of {[str(p) for p in snapshots]}")
+    raise ConversionError(
+        f"{path} is a Hugging Face cache entry with {len(snapshots)} snapshots and no refs/main; "
+        f"pass one of {[str(p) for p in snapshots]}"
+    )
 
 
-def _vocabulary_for(shape, found: bytes | None, origin: str, override: str | os.PathLike | None,
-                    where: Path) -> tuple[bytes | None, str | None]:
+def _vocabulary_for(
+    shape, found: bytes | None, origin: str, override: str | os.PathLike | None, where: Path
+) -> tuple[bytes | None, str | None]:
     """(the sentencepiece model to store, where it came from): `override` if given (refused when it does not
     fit), else the source's own when it fits the model; a source vocabulary that does not fit is dropped with a
     warning, so that decode asks for one instead of using it."""
     import tempfile
-
 
     if override is not None:
         vocabulary = artifact.as_vocabulary(override)
@@ -66,8 +68,13 @@ def _vocabulary_for(shape, found: bytes | None, origin: str, override: str | os.
     return found, origin
 
 
-def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str | os.PathLike | None = None,
-              overwrite: bool = False) -> Path:
+def import_hf(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    vocabulary: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Converts a Hugging Face T5 directory (or hub cache entry) into a model artifact at `dst`, keeping its
     `spiece.model` (or its `tokenizer.json`, converted); `vocabulary` replaces the source's. Returns `dst`."""
     from flax import nnx
@@ -83,15 +90,25 @@ def import_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str
         found, origin = None, None
     stored, origin = _vocabulary_for(shape, found, origin, vocabulary, source)
     if stored is None:
-        log.warning("%s ships no usable tokenizer: the model has no vocabulary, so decoding it needs "
-                        "--vocabulary=PATH/spiece.model", source)
+        log.warning(
+            "%s ships no usable tokenizer: the model has no vocabulary, so decoding it needs "
+            "--vocabulary=PATH/spiece.model",
+            source,
+        )
     prov = artifact.provenance("import-hf", source, vocabulary=origin)
-    return artifact.save(dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov,
-                         overwrite=overwrite)
+    return artifact.save(
+        dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
+    )
 
 
-def import_mesh_tf(src: str | os.PathLike, dst: str | os.PathLike, gin: str | os.PathLike | None = None, *,
-                   vocabulary: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+def import_mesh_tf(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    gin: str | os.PathLike | None = None,
+    *,
+    vocabulary: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Converts a Mesh TF T5 checkpoint (directory or `model.ckpt-N` prefix) into a model artifact at `dst`.
 
     Mesh TF checkpoints name their vocabulary in gin (usually on GCS); a `spiece.model` or
@@ -113,21 +130,21 @@ def import_mesh_tf(src: str | os.PathLike, dst: str | os.PathLike, gin: str | os
             break
     stored, origin = _vocabulary_for(shape, found, origin, vocabulary, directory)
     step = re.search(r"model\.ckpt-(\d+)", source.name)
-    prov = artifact.provenance("import-mesh-tf", source, step=int(step.group(1)) if step else None,
-                               vocabulary=origin)
-    return artifact.save(dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov,
-                         overwrite=overwrite)
+    prov = artifact.provenance("import-mesh-tf", source, step=int(step.group(1)) if step else None, vocabulary=origin)
+    return artifact.save(
+        dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
+    )
 
 
-def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *,
-              vocabulary: str | os.PathLike | None = None) -> Path:
+def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str | os.PathLike | None = None) -> Path:
     """Writes the T5 in any model directory (artifact, training workdir, finetuned run) as a Hugging Face
     directory at `dst`, with `spiece.model` when the model has a vocabulary. Returns `dst`."""
 
     loaded = artifact.load(src, vocabulary=vocabulary)
     if loaded.shape.family != "t5":
-        raise ConversionError(f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}; only T5 exports to "
-                              f"Hugging Face")
+        raise ConversionError(
+            f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}; only T5 exports to Hugging Face"
+        )
     out = hf.export(loaded.model(), dst)
     if loaded.vocabulary is not None:
         (out / "spiece.model").write_bytes(artifact.vocabulary_bytes(loaded.vocabulary))
@@ -136,14 +153,23 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *,
 
 def _convert(argv: list[str]) -> int:
     parser = cli.parser("python -m scaling.convert", __doc__)
-    parser.add_argument("command", choices=("import-hf", "import-mesh-tf", "export-hf"),
-                        help="import-hf / import-mesh-tf: SRC → model artifact DST; export-hf: any model → HF DST")
-    parser.add_argument("src", help="import-hf: a Hugging Face T5 directory or hub cache entry; import-mesh-tf: a "
-                                    "Mesh TF checkpoint; export-hf: any model directory (artifact or workdir)")
+    parser.add_argument(
+        "command",
+        choices=("import-hf", "import-mesh-tf", "export-hf"),
+        help="import-hf / import-mesh-tf: SRC → model artifact DST; export-hf: any model → HF DST",
+    )
+    parser.add_argument(
+        "src",
+        help="import-hf: a Hugging Face T5 directory or hub cache entry; import-mesh-tf: a "
+        "Mesh TF checkpoint; export-hf: any model directory (artifact or workdir)",
+    )
     parser.add_argument("dst", help="a new directory")
     parser.add_argument("--gin", default=None, help="import-mesh-tf: operative_config.gin if not beside SRC")
-    parser.add_argument("--vocabulary", default=None,
-                        help="a sentencepiece model to store with (or export beside) the model instead of its own")
+    parser.add_argument(
+        "--vocabulary",
+        default=None,
+        help="a sentencepiece model to store with (or export beside) the model instead of its own",
+    )
     args = parser.parse_args(argv)
     if args.command == "export-hf":
         out = export_hf(args.src, args.dst, vocabulary=args.vocabulary)

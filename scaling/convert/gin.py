@@ -89,8 +89,9 @@ class GinConfig:
     def read(cls, path: str | Path) -> GinConfig:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: the shape of a Mesh TF checkpoint is read from its "
-                                    f"operative_config.gin")
+            raise FileNotFoundError(
+                f"{path} not found: the shape of a Mesh TF checkpoint is read from its operative_config.gin"
+            )
         return cls(path.read_text(), str(path))
 
     def resolve(self, value: Any) -> Any:

@@ -41,6 +41,7 @@ _REQUIRED = ("d_model", "d_kv", "d_ff", "num_layers", "num_heads", "vocab_size")
 
 # ------------------------------------------------------------------------------------------------ import
 
+
 def read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
     if not path.is_file():
@@ -61,8 +62,10 @@ def _activation(config: dict[str, Any], where: str) -> tuple[str, str]:
     gating = "gated" if len(parts) == 2 and parts[0] == "gated" else "none"
     act = "gelu_new" if proj == "gated-gelu" else parts[-1]
     if act not in _ACTIVATIONS or (len(parts) == 2 and parts[0] != "gated") or len(parts) > 2:
-        raise ConversionError(f"{where}: feed_forward_proj {proj!r} is not expressible: our feed-forward is relu or "
-                              f"tanh-approximated gelu ({', '.join(_ACTIVATIONS)}), optionally 'gated-'")
+        raise ConversionError(
+            f"{where}: feed_forward_proj {proj!r} is not expressible: our feed-forward is relu or "
+            f"tanh-approximated gelu ({', '.join(_ACTIVATIONS)}), optionally 'gated-'"
+        )
     return _ACTIVATIONS[act], gating
 
 
@@ -73,8 +76,11 @@ def _weight_files(directory: Path) -> tuple[dict[str, tuple[int, ...]], Callable
     if index.is_file() or single.is_file():
         from safetensors import safe_open
 
-        files = ([directory / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-                 if index.is_file() else [single])
+        files = (
+            [directory / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+            if index.is_file()
+            else [single]
+        )
         handles = {f: safe_open(str(f), framework="numpy") for f in files}
         where = {name: f for f, h in handles.items() for name in h.keys()}  # noqa: SIM118 (safe_open: no __iter__)
         found = {name: tuple(handles[f].get_slice(name).get_shape()) for name, f in where.items()}
@@ -83,16 +89,19 @@ def _weight_files(directory: Path) -> tuple[dict[str, tuple[int, ...]], Callable
         try:
             import torch
         except ImportError:
-            raise ConversionError(f"{directory / 'pytorch_model.bin'}: reading it needs torch "
-                                  f"(pip install torch), or convert it to safetensors") from None
+            raise ConversionError(
+                f"{directory / 'pytorch_model.bin'}: reading it needs torch "
+                f"(pip install torch), or convert it to safetensors"
+            ) from None
         state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
         arrays = {k: v.float().numpy() for k, v in state.items()}
         return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(directory / "pytorch_model.bin")
     if (directory / "flax_model.msgpack").is_file():
         arrays = _from_flax(directory / "flax_model.msgpack")
         return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(directory / "flax_model.msgpack")
-    raise FileNotFoundError(f"{directory}: no model.safetensors, model.safetensors.index.json, pytorch_model.bin "
-                            f"or flax_model.msgpack")
+    raise FileNotFoundError(
+        f"{directory}: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or flax_model.msgpack"
+    )
 
 
 def _from_flax(path: Path) -> dict[str, np.ndarray]:
@@ -116,13 +125,20 @@ def load_t5(path: str | os.PathLike) -> tuple[T5, shapes.Shape]:
     found, read, where = _weight_files(directory)
     # transformers ignores the cross-attention position table some old files carry; copies of the shared
     # embedding under the stacks' names are checked equal below and then dropped.
-    t = Tensors(found, read, where,
-                ignore=lambda n: n == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
+    t = Tensors(
+        found,
+        read,
+        where,
+        ignore=lambda n: n == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+    )
     d, h, k, f, v = (config[n] for n in ("d_model", "num_heads", "d_kv", "d_ff", "vocab_size"))
     n_enc, n_dec = config["num_layers"], config.get("num_decoder_layers") or config["num_layers"]
     activation, gating = _activation(config, str(directory / "config.json"))
-    scaled = config["scale_decoder_outputs"] if "scale_decoder_outputs" in config else \
-        config.get("tie_word_embeddings", True) is not False
+    scaled = (
+        config["scale_decoder_outputs"]
+        if "scale_decoder_outputs" in config
+        else config.get("tie_word_embeddings", True) is not False
+    )
     shared = t.take("shared.weight", (v, d))
     for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
         if copy in t and not np.array_equal(t.take(copy, (v, d)), shared):
@@ -132,21 +148,37 @@ def load_t5(path: str | os.PathLike) -> tuple[T5, shapes.Shape]:
         raise ConversionError(f"{where}: missing tensor 'lm_head.weight' (config says tie_word_embeddings false)")
     untied = head is not None and not np.array_equal(head, shared)
     shape = infer_shape(
-        where, num_encoder_layers=n_enc, num_decoder_layers=n_dec, d_model=d, d_ff=f, num_heads=h, d_kv=k,
-        vocab_size=v, ffn_activation=activation, ffn_gating=gating, tie_embeddings=scaled and not untied,
+        where,
+        num_encoder_layers=n_enc,
+        num_decoder_layers=n_dec,
+        d_model=d,
+        d_ff=f,
+        num_heads=h,
+        d_kv=k,
+        vocab_size=v,
+        ffn_activation=activation,
+        ffn_gating=gating,
+        tie_embeddings=scaled and not untied,
         relpos_buckets=config.get("relative_attention_num_buckets", 32),
         relpos_max_distance=config.get("relative_attention_max_distance", 128),
-        norm_eps=config.get("layer_norm_epsilon", 1e-6), dropout_rate=config.get("dropout_rate", 0.1))
+        norm_eps=config.get("layer_norm_epsilon", 1e-6),
+        dropout_rate=config.get("dropout_rate", 0.1),
+    )
 
     def attention(prefix: str) -> dict[str, np.ndarray]:
-        return {"query": split_heads(t.take(f"{prefix}.q.weight", (h * k, d)).T, h),
-                "key": split_heads(t.take(f"{prefix}.k.weight", (h * k, d)).T, h),
-                "value": split_heads(t.take(f"{prefix}.v.weight", (h * k, d)).T, h),
-                "out": t.take(f"{prefix}.o.weight", (d, h * k)).T.reshape(h, k, d)}
+        return {
+            "query": split_heads(t.take(f"{prefix}.q.weight", (h * k, d)).T, h),
+            "key": split_heads(t.take(f"{prefix}.k.weight", (h * k, d)).T, h),
+            "value": split_heads(t.take(f"{prefix}.v.weight", (h * k, d)).T, h),
+            "out": t.take(f"{prefix}.o.weight", (d, h * k)).T.reshape(h, k, d),
+        }
 
     def mlp(prefix: str) -> dict[str, np.ndarray]:
         if gating == "gated":
-            out = {"wi": t.take(f"{prefix}.wi_0.weight", (f, d)).T, "wi_gate": t.take(f"{prefix}.wi_1.weight", (f, d)).T}
+            out = {
+                "wi": t.take(f"{prefix}.wi_0.weight", (f, d)).T,
+                "wi_gate": t.take(f"{prefix}.wi_1.weight", (f, d)).T,
+            }
         else:
             out = {"wi": t.take(f"{prefix}.wi.weight", (f, d)).T}
         return out | {"wo": t.take(f"{prefix}.wo.weight", (d, f)).T}
@@ -162,35 +194,49 @@ def load_t5(path: str | os.PathLike) -> tuple[T5, shapes.Shape]:
         b = f"encoder.block.{i}.layer"
         layer = {f"attention.{n}": w for n, w in attention(f"{b}.0.SelfAttention").items()}
         layer |= {f"mlp.{n}": w for n, w in mlp(f"{b}.1.DenseReluDense").items()}
-        encoder.append(layer | {"attention_norm.scale": norm(f"{b}.0.layer_norm.weight"),
-                                "mlp_norm.scale": norm(f"{b}.1.layer_norm.weight")})
+        encoder.append(
+            layer
+            | {
+                "attention_norm.scale": norm(f"{b}.0.layer_norm.weight"),
+                "mlp_norm.scale": norm(f"{b}.1.layer_norm.weight"),
+            }
+        )
     decoder = []
     for i in range(n_dec):
         b = f"decoder.block.{i}.layer"
         layer = {f"self_attention.{n}": w for n, w in attention(f"{b}.0.SelfAttention").items()}
         layer |= {f"cross_attention.{n}": w for n, w in attention(f"{b}.1.EncDecAttention").items()}
         layer |= {f"mlp.{n}": w for n, w in mlp(f"{b}.2.DenseReluDense").items()}
-        decoder.append(layer | {"self_attention_norm.scale": norm(f"{b}.0.layer_norm.weight"),
-                                "cross_attention_norm.scale": norm(f"{b}.1.layer_norm.weight"),
-                                "mlp_norm.scale": norm(f"{b}.2.layer_norm.weight")})
+        decoder.append(
+            layer
+            | {
+                "self_attention_norm.scale": norm(f"{b}.0.layer_norm.weight"),
+                "cross_attention_norm.scale": norm(f"{b}.1.layer_norm.weight"),
+                "mlp_norm.scale": norm(f"{b}.2.layer_norm.weight"),
+            }
+        )
     buckets = shape.relpos_buckets
     arrays = {
         "embedding": shared,
-        "encoder_relpos.table": t.take("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                                       (buckets, h)),
-        "decoder_relpos.table": t.take("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                                       (buckets, h)),
+        "encoder_relpos.table": t.take(
+            "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", (buckets, h)
+        ),
+        "decoder_relpos.table": t.take(
+            "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", (buckets, h)
+        ),
         "encoder_norm.scale": norm("encoder.final_layer_norm.weight"),
         "decoder_norm.scale": norm("decoder.final_layer_norm.weight"),
-        **stack("encoder_layers", encoder), **stack("decoder_layers", decoder),
+        **stack("encoder_layers", encoder),
+        **stack("decoder_layers", decoder),
     }
     if not shape.tie_embeddings:
-        arrays["lm_head"] = (head if untied else shared).T * (d ** -0.5 if scaled else 1.0)
+        arrays["lm_head"] = (head if untied else shared).T * (d**-0.5 if scaled else 1.0)
     t.check_all_taken()
     return assemble(shape, arrays, where), shape
 
 
 # ------------------------------------------------------------------------------------------------ export
+
 
 def hf_config(shape: shapes.Shape) -> dict[str, Any]:
     """A transformers T5Config dict for the shape (SH and SKV export expanded: HF has no sharing)."""
@@ -199,14 +245,26 @@ def hf_config(shape: shapes.Shape) -> dict[str, Any]:
     act = {"relu": "relu", "gelu": "gelu"}[shape.ffn_activation]
     proj = f"gated-{act}" if shape.ffn_gating == "gated" else ("gelu_new" if act == "gelu" else act)
     return {
-        "architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "is_encoder_decoder": True,
-        "vocab_size": shape.vocab_size, "d_model": shape.d_model, "d_kv": shape.d_kv, "d_ff": shape.d_ff,
-        "num_layers": shape.num_encoder_layers, "num_decoder_layers": shape.num_decoder_layers,
-        "num_heads": shape.num_heads, "relative_attention_num_buckets": shape.relpos_buckets,
-        "relative_attention_max_distance": shape.relpos_max_distance, "layer_norm_epsilon": shape.norm_eps,
-        "dropout_rate": shape.dropout_rate, "feed_forward_proj": proj,
-        "tie_word_embeddings": shape.tie_embeddings, "pad_token_id": 0, "eos_token_id": 1,
-        "decoder_start_token_id": 0, "scaling_shape": shape.name,
+        "architectures": ["T5ForConditionalGeneration"],
+        "model_type": "t5",
+        "is_encoder_decoder": True,
+        "vocab_size": shape.vocab_size,
+        "d_model": shape.d_model,
+        "d_kv": shape.d_kv,
+        "d_ff": shape.d_ff,
+        "num_layers": shape.num_encoder_layers,
+        "num_decoder_layers": shape.num_decoder_layers,
+        "num_heads": shape.num_heads,
+        "relative_attention_num_buckets": shape.relpos_buckets,
+        "relative_attention_max_distance": shape.relpos_max_distance,
+        "layer_norm_epsilon": shape.norm_eps,
+        "dropout_rate": shape.dropout_rate,
+        "feed_forward_proj": proj,
+        "tie_word_embeddings": shape.tie_embeddings,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+        "scaling_shape": shape.name,
     }
 
 
@@ -220,9 +278,12 @@ def hf_tensors(model: T5) -> dict[str, np.ndarray]:
 
     def attention(src: str, dst: str, i: int) -> dict[str, np.ndarray]:
         key = ours[f"{src}.key"][i]
-        return {f"{dst}.q.weight": ours[f"{src}.query"][i].reshape(d, -1).T, f"{dst}.k.weight": kv(key),
-                f"{dst}.v.weight": kv(key if shape.tied_kv else ours[f"{src}.value"][i]),
-                f"{dst}.o.weight": ours[f"{src}.out"][i].reshape(-1, d).T}
+        return {
+            f"{dst}.q.weight": ours[f"{src}.query"][i].reshape(d, -1).T,
+            f"{dst}.k.weight": kv(key),
+            f"{dst}.v.weight": kv(key if shape.tied_kv else ours[f"{src}.value"][i]),
+            f"{dst}.o.weight": ours[f"{src}.out"][i].reshape(-1, d).T,
+        }
 
     def mlp(src: str, dst: str, i: int) -> dict[str, np.ndarray]:
         if shape.ffn_gating == "gated":
@@ -231,10 +292,13 @@ def hf_tensors(model: T5) -> dict[str, np.ndarray]:
             out = {f"{dst}.wi.weight": ours[f"{src}.wi"][i].T}
         return out | {f"{dst}.wo.weight": ours[f"{src}.wo"][i].T}
 
-    out = {"shared.weight": ours["embedding"], "encoder.final_layer_norm.weight": ours["encoder_norm.scale"],
-           "decoder.final_layer_norm.weight": ours["decoder_norm.scale"],
-           "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": ours["encoder_relpos.table"],
-           "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": ours["decoder_relpos.table"]}
+    out = {
+        "shared.weight": ours["embedding"],
+        "encoder.final_layer_norm.weight": ours["encoder_norm.scale"],
+        "decoder.final_layer_norm.weight": ours["decoder_norm.scale"],
+        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": ours["encoder_relpos.table"],
+        "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": ours["decoder_relpos.table"],
+    }
     if not shape.tie_embeddings:
         out["lm_head.weight"] = ours["lm_head"].T
     for i in range(shape.num_encoder_layers):

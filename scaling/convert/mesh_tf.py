@@ -45,8 +45,12 @@ def _checkpoint(path: Path) -> tuple[Tensors, Path]:
     except (ValueError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
         raise FileNotFoundError(f"{path}: no readable TF checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     where = tf.train.latest_checkpoint(str(path)) if path.is_dir() else str(path)
-    tensors = Tensors(reader.get_variable_to_shape_map(), reader.get_tensor, str(where),
-                      ignore=lambda name: bool(_IGNORED.search(name)))
+    tensors = Tensors(
+        reader.get_variable_to_shape_map(),
+        reader.get_tensor,
+        str(where),
+        ignore=lambda name: bool(_IGNORED.search(name)),
+    )
     return tensors, path if path.is_dir() else path.parent
 
 
@@ -56,8 +60,10 @@ def _activation(gin: GinConfig, scope: str) -> tuple[str, str]:
         return value, "none"
     if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] in ("relu", "gelu") and value[1] == "linear":
         return value[0], "gated"
-    raise ConversionError(f"{gin.where}: {scope}/DenseReluDense.activation = {value!r} is not expressible; "
-                          f"use 'relu', 'gelu', or a gated ['relu'|'gelu', 'linear']")
+    raise ConversionError(
+        f"{gin.where}: {scope}/DenseReluDense.activation = {value!r} is not expressible; "
+        f"use 'relu', 'gelu', or a gated ['relu'|'gelu', 'linear']"
+    )
 
 
 def _agreed(gin: GinConfig, what: str, values: dict[str, Any]) -> Any:
@@ -69,9 +75,11 @@ def _agreed(gin: GinConfig, what: str, values: dict[str, Any]) -> Any:
 
 def read_shape(gin: GinConfig, vocab_size: int) -> shapes.Shape:
     """The Shape the operative config describes (the vocabulary size comes from the checkpoint)."""
-    attention = {"encoder/SelfAttention": ("encoder", ["SelfAttention"]),
-                 "decoder/SelfAttention": ("decoder", ["SelfAttention"]),
-                 "decoder/EncDecAttention": ("decoder", ["EncDecAttention", "SelfAttention"])}
+    attention = {
+        "encoder/SelfAttention": ("encoder", ["SelfAttention"]),
+        "decoder/SelfAttention": ("decoder", ["SelfAttention"]),
+        "decoder/EncDecAttention": ("decoder", ["EncDecAttention", "SelfAttention"]),
+    }
 
     def per_attention(param: str, default: Any = KeyError) -> Any:
         return _agreed(gin, f"{param}", {k: gin.get(s, n, param, default) for k, (s, n) in attention.items()})
@@ -83,31 +91,45 @@ def read_shape(gin: GinConfig, vocab_size: int) -> shapes.Shape:
         relative = gin.get(scope, names, "relative_attention_type", None)
         wanted = None if key.endswith("EncDecAttention") else "bias_shared"
         if relative != wanted:
-            raise ConversionError(f"{gin.where}: {key}.relative_attention_type = {relative!r}; our T5 needs "
-                                  f"{wanted!r} (one position table per stack, none in cross-attention)")
+            raise ConversionError(
+                f"{gin.where}: {key}.relative_attention_type = {relative!r}; our T5 needs "
+                f"{wanted!r} (one position table per stack, none in cross-attention)"
+            )
     memory_heads = per_attention("num_memory_heads", 0)
     if memory_heads not in (0, 1):
-        raise ConversionError(f"{gin.where}: SelfAttention.num_memory_heads = {memory_heads}; expressible are 0 "
-                              f"(every head has keys and values) and 1 (one shared head: SH)")
+        raise ConversionError(
+            f"{gin.where}: SelfAttention.num_memory_heads = {memory_heads}; expressible are 0 "
+            f"(every head has keys and values) and 1 (one shared head: SH)"
+        )
     if any(per_stack("DenseReluDense", "use_bias", False).values()):
         raise ConversionError(f"{gin.where}: DenseReluDense.use_bias = True; our T5 feed-forward has no biases")
     if not gin.get("", ["Bitransformer"], "shared_embedding", True):
         raise ConversionError(f"{gin.where}: Bitransformer.shared_embedding = False; our T5 has one embedding")
     d_model = _agreed(gin, "d_model", per_stack("Unitransformer", "d_model", gin.macro("d_model", None)))
     layers = per_stack("make_layer_stack", "num_layers", gin.macro("num_layers", None))
-    activation, gating = _agreed(gin, "DenseReluDense.activation",
-                                 {s: _activation(gin, s) for s in ("encoder", "decoder")})
+    activation, gating = _agreed(
+        gin, "DenseReluDense.activation", {s: _activation(gin, s) for s in ("encoder", "decoder")}
+    )
     tied = gin.get("decoder", ["Unitransformer"], "shared_embedding_and_softmax_weights", False)
     buckets = per_attention("relative_attention_num_buckets", 32)
     return infer_shape(
-        gin.where, num_encoder_layers=layers["encoder/make_layer_stack.num_layers"],
-        num_decoder_layers=layers["decoder/make_layer_stack.num_layers"], d_model=d_model,
+        gin.where,
+        num_encoder_layers=layers["encoder/make_layer_stack.num_layers"],
+        num_decoder_layers=layers["decoder/make_layer_stack.num_layers"],
+        d_model=d_model,
         d_ff=_agreed(gin, "DenseReluDense.hidden_size", per_stack("DenseReluDense", "hidden_size")),
-        num_heads=per_attention("num_heads"), d_kv=per_attention("key_value_size"), vocab_size=vocab_size,
-        ffn_activation=activation, ffn_gating=gating, tie_embeddings=bool(tied),
-        shared_heads=memory_heads == 1, tied_kv=bool(per_attention("shared_kv", False)), relpos_buckets=buckets,
+        num_heads=per_attention("num_heads"),
+        d_kv=per_attention("key_value_size"),
+        vocab_size=vocab_size,
+        ffn_activation=activation,
+        ffn_gating=gating,
+        tie_embeddings=bool(tied),
+        shared_heads=memory_heads == 1,
+        tied_kv=bool(per_attention("shared_kv", False)),
+        relpos_buckets=buckets,
         norm_eps=gin.get("encoder", ["sublayer_rms_norm"], "epsilon", 1e-6),
-        dropout_rate=gin.macro("dropout_rate", 0.0))
+        dropout_rate=gin.macro("dropout_rate", 0.0),
+    )
 
 
 def load_t5(path: str | os.PathLike, gin_path: str | os.PathLike | None = None) -> tuple[T5, shapes.Shape]:
@@ -117,8 +139,9 @@ def load_t5(path: str | os.PathLike, gin_path: str | os.PathLike | None = None) 
     vocab_size, d_model = t.shape("shared/embedding")
     shape = read_shape(gin, vocab_size)
     if shape.d_model != d_model:
-        raise ConversionError(f"{t.where}: shared/embedding is {d_model} wide, but {gin.where} says d_model = "
-                              f"{shape.d_model}")
+        raise ConversionError(
+            f"{t.where}: shared/embedding is {d_model} wide, but {gin.where} says d_model = {shape.d_model}"
+        )
     d, h, k, f, kvh = shape.d_model, shape.num_heads, shape.d_kv, shape.d_ff, shape.num_kv_heads
 
     def norm(prefix: str) -> np.ndarray:
@@ -126,12 +149,16 @@ def load_t5(path: str | os.PathLike, gin_path: str | os.PathLike | None = None) 
         return t.take(name, (d,))
 
     def attention(prefix: str) -> dict[str, np.ndarray]:
-        out = {"query": split_heads(t.take(f"{prefix}/q", (d, h * k)), h),
-               "out": t.take(f"{prefix}/o", (h * k, d)).reshape(h, k, d)}
+        out = {
+            "query": split_heads(t.take(f"{prefix}/q", (d, h * k)), h),
+            "out": t.take(f"{prefix}/o", (h * k, d)).reshape(h, k, d),
+        }
         if shape.tied_kv:
             return out | {"key": split_heads(t.take(f"{prefix}/kv", (d, kvh * k)), kvh)}
-        return out | {"key": split_heads(t.take(f"{prefix}/k", (d, kvh * k)), kvh),
-                      "value": split_heads(t.take(f"{prefix}/v", (d, kvh * k)), kvh)}
+        return out | {
+            "key": split_heads(t.take(f"{prefix}/k", (d, kvh * k)), kvh),
+            "value": split_heads(t.take(f"{prefix}/v", (d, kvh * k)), kvh),
+        }
 
     def mlp(prefix: str) -> dict[str, np.ndarray]:
         if shape.ffn_gating == "gated":
@@ -148,27 +175,41 @@ def load_t5(path: str | os.PathLike, gin_path: str | os.PathLike | None = None) 
             layer |= {f"{ours}.{n}": w for n, w in weights.items()} | {f"{norm_name}.scale": norm(prefix)}
         return layer
 
-    encoder = [sublayers("encoder", i, [("attention", "SelfAttention", "attention_norm"),
-                                        ("mlp", "DenseReluDense", "mlp_norm")])
-               for i in range(shape.num_encoder_layers)]
-    decoder = [sublayers("decoder", i, [("self_attention", "SelfAttention", "self_attention_norm"),
-                                        ("cross_attention", "EncDecAttention", "cross_attention_norm"),
-                                        ("mlp", "DenseReluDense", "mlp_norm")])
-               for i in range(shape.num_decoder_layers)]
+    encoder = [
+        sublayers(
+            "encoder", i, [("attention", "SelfAttention", "attention_norm"), ("mlp", "DenseReluDense", "mlp_norm")]
+        )
+        for i in range(shape.num_encoder_layers)
+    ]
+    decoder = [
+        sublayers(
+            "decoder",
+            i,
+            [
+                ("self_attention", "SelfAttention", "self_attention_norm"),
+                ("cross_attention", "EncDecAttention", "cross_attention_norm"),
+                ("mlp", "DenseReluDense", "mlp_norm"),
+            ],
+        )
+        for i in range(shape.num_decoder_layers)
+    ]
 
     def final_norm(stack: str) -> np.ndarray:
         name = f"{stack}/rms_norm/scale" if f"{stack}/rms_norm/scale" in t else f"{stack}/final_layer_norm/scale"
         return t.take(name, (d,))
 
     def relpos(stack: str) -> np.ndarray:
-        return t.take(f"{stack}/block_000/layer_000/SelfAttention/relative_attention_bias",
-                      (h, shape.relpos_buckets)).T
+        return t.take(f"{stack}/block_000/layer_000/SelfAttention/relative_attention_bias", (h, shape.relpos_buckets)).T
 
-    arrays = {"embedding": t.take("shared/embedding", (shape.vocab_size, d)),
-              "encoder_relpos.table": relpos("encoder"), "decoder_relpos.table": relpos("decoder"),
-              "encoder_norm.scale": final_norm("encoder"), "decoder_norm.scale": final_norm("decoder"),
-              **{f"encoder_layers.{key}": np.stack([x[key] for x in encoder]) for key in encoder[0]},
-              **{f"decoder_layers.{key}": np.stack([x[key] for x in decoder]) for key in decoder[0]}}
+    arrays = {
+        "embedding": t.take("shared/embedding", (shape.vocab_size, d)),
+        "encoder_relpos.table": relpos("encoder"),
+        "decoder_relpos.table": relpos("decoder"),
+        "encoder_norm.scale": final_norm("encoder"),
+        "decoder_norm.scale": final_norm("decoder"),
+        **{f"encoder_layers.{key}": np.stack([x[key] for x in encoder]) for key in encoder[0]},
+        **{f"decoder_layers.{key}": np.stack([x[key] for x in decoder]) for key in decoder[0]},
+    }
     if not shape.tie_embeddings:
         arrays["lm_head"] = t.take("decoder/logits/kernel", (d, shape.vocab_size))
     t.check_all_taken()

@@ -28,8 +28,13 @@ class ConversionError(ScalingError, ValueError):
 class Tensors:
     """Named arrays from one checkpoint, read lazily, each taken at most once and at its expected shape."""
 
-    def __init__(self, shapes_by_name: Mapping[str, tuple[int, ...]], read: Callable[[str], np.ndarray],
-                 where: str, ignore: Callable[[str], bool] = lambda name: False):
+    def __init__(
+        self,
+        shapes_by_name: Mapping[str, tuple[int, ...]],
+        read: Callable[[str], np.ndarray],
+        where: str,
+        ignore: Callable[[str], bool] = lambda name: False,
+    ):
         self._shapes = {k: tuple(v) for k, v in shapes_by_name.items() if not ignore(k)}
         self._read, self.where = read, where
         self._taken: set[str] = set()
@@ -57,14 +62,32 @@ class Tensors:
     def check_all_taken(self) -> None:
         left = sorted(set(self._shapes) - self._taken)
         if left:
-            raise ConversionError(f"{self.where}: unexpected tensor(s) {left[:8]}{' …' if len(left) > 8 else ''} "
-                                  f"({len(left)} in all); the shape read from the config does not use them")
+            raise ConversionError(
+                f"{self.where}: unexpected tensor(s) {left[:8]}{' …' if len(left) > 8 else ''} "
+                f"({len(left)} in all); the shape read from the config does not use them"
+            )
 
 
-def infer_shape(source: str, *, num_encoder_layers: int, num_decoder_layers: int, d_model: int, d_ff: int,
-                num_heads: int, d_kv: int, vocab_size: int, ffn_activation: str, ffn_gating: str,
-                tie_embeddings: bool, shared_heads: bool = False, tied_kv: bool = False, relpos_buckets: int = 32,
-                relpos_max_distance: int = 128, norm_eps: float = 1e-6, dropout_rate: float = 0.0) -> shapes.Shape:
+def infer_shape(
+    source: str,
+    *,
+    num_encoder_layers: int,
+    num_decoder_layers: int,
+    d_model: int,
+    d_ff: int,
+    num_heads: int,
+    d_kv: int,
+    vocab_size: int,
+    ffn_activation: str,
+    ffn_gating: str,
+    tie_embeddings: bool,
+    shared_heads: bool = False,
+    tied_kv: bool = False,
+    relpos_buckets: int = 32,
+    relpos_max_distance: int = 128,
+    norm_eps: float = 1e-6,
+    dropout_rate: float = 0.0,
+) -> shapes.Shape:
     """The T5 shape with these dimensions, named by the preset that needs the fewest knobs.
 
     The dimensions are the checkpoint's own: the numbers in released names are nominal (`base-ff2000` has
@@ -72,19 +95,36 @@ def infer_shape(source: str, *, num_encoder_layers: int, num_decoder_layers: int
     tying, buckets, epsilon, dropout) are parse overrides, and the result is checked to round-trip through
     `shapes.parse(shape.name, **switches)`.
     """
-    knobs = {"num_encoder_layers": num_encoder_layers, "num_decoder_layers": num_decoder_layers, "d_model": d_model,
-                 "d_ff": d_ff, "num_heads": num_heads, "d_kv": d_kv, "shared_heads": shared_heads, "tied_kv": tied_kv}
-    switches = {"vocab_size": vocab_size, "ffn_activation": ffn_activation, "ffn_gating": ffn_gating,
-                    "tie_embeddings": tie_embeddings, "relpos_buckets": relpos_buckets,
-                    "relpos_max_distance": relpos_max_distance, "norm_eps": norm_eps, "dropout_rate": dropout_rate}
+    knobs = {
+        "num_encoder_layers": num_encoder_layers,
+        "num_decoder_layers": num_decoder_layers,
+        "d_model": d_model,
+        "d_ff": d_ff,
+        "num_heads": num_heads,
+        "d_kv": d_kv,
+        "shared_heads": shared_heads,
+        "tied_kv": tied_kv,
+    }
+    switches = {
+        "vocab_size": vocab_size,
+        "ffn_activation": ffn_activation,
+        "ffn_gating": ffn_gating,
+        "tie_embeddings": tie_embeddings,
+        "relpos_buckets": relpos_buckets,
+        "relpos_max_distance": relpos_max_distance,
+        "norm_eps": norm_eps,
+        "dropout_rate": dropout_rate,
+    }
     try:
         candidates = [dataclasses.replace(preset, **knobs, **switches) for preset in shapes.T5_PRESETS.values()]
     except shapes.ShapeError as e:
         raise ConversionError(f"{source}: {e}") from None
     best = min(candidates, key=lambda s: s.name.count("-"))  # first preset among equals: presets are ordered
     if shapes.parse(best.name, **switches) != best:
-        raise ConversionError(f"{source}: no preset plus knobs names this shape ({best.name} does not parse back "
-                              f"to it); fields {knobs | switches}")
+        raise ConversionError(
+            f"{source}: no preset plus knobs names this shape ({best.name} does not parse back "
+            f"to it); fields {knobs | switches}"
+        )
     return best
 
 
@@ -102,8 +142,10 @@ def assemble(shape: shapes.Shape, arrays: Mapping[str, np.ndarray], source: str)
         raise ConversionError(f"{source}: parameters missing {missing}, unexpected {extra} for shape {shape.name}")
     for path, want in expected.items():
         if tuple(arrays[path].shape) != want:
-            raise ConversionError(f"{source}: parameter {path} has shape {list(arrays[path].shape)}, "
-                                  f"expected {list(want)} for shape {shape.name}")
+            raise ConversionError(
+                f"{source}: parameter {path} has shape {list(arrays[path].shape)}, "
+                f"expected {list(want)} for shape {shape.name}"
+            )
     graphdef, state = nnx.split(models.abstract(shape))
     pure = flax.traverse_util.unflatten_dict({k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()}, sep=".")
     nnx.replace_by_pure_dict(state, pure)

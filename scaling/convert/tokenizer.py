@@ -57,8 +57,10 @@ def sentencepiece_from_tokenizer_json(path: str | Path) -> bytes:
         raise ConversionError(f"{path} could not be read ({type(e).__name__}: {e})") from None
     model = spec.get("model") or {}
     if model.get("type") != "Unigram":
-        raise ConversionError(f"{path}: a {model.get('type')!r} tokenizer; only Unigram (sentencepiece) tokenizers "
-                              f"convert to a sentencepiece model. Pass the model's spiece.model as the vocabulary")
+        raise ConversionError(
+            f"{path}: a {model.get('type')!r} tokenizer; only Unigram (sentencepiece) tokenizers "
+            f"convert to a sentencepiece model. Pass the model's spiece.model as the vocabulary"
+        )
     pieces = [(str(p), float(s)) for p, s in model["vocab"]]
     sentinels = 0
     while pieces and (m := _SENTINEL.fullmatch(pieces[-1][0])) and int(m.group(1)) == sentinels:
@@ -106,16 +108,19 @@ def sentencepiece_from_tokenizer_json(path: str | Path) -> bytes:
         if kind == "Precompiled":
             normalizer.name = "nmt_nfkc"
             normalizer.precompiled_charsmap = base64.b64decode(part.get("precompiled_charsmap") or "")
-        elif kind == "Strip" or (kind == "Replace" and (part.get("pattern") or {}).get("Regex") == " {2,}"
-                                  and part.get("content") == " "):
+        elif kind == "Strip" or (
+            kind == "Replace" and (part.get("pattern") or {}).get("Regex") == " {2,}" and part.get("content") == " "
+        ):
             normalizer.remove_extra_whitespaces = True
         elif kind == "Prepend" and part.get("prepend") == "▁":
             normalizer.add_dummy_prefix = True
         elif kind == "Replace" and (part.get("pattern") or {}).get("String") == " " and part.get("content") == "▁":
             pass  # the Metaspace escape, done by escape_whitespaces
         else:
-            raise ConversionError(f"{path}: normalizer {kind!r} has no sentencepiece equivalent here; pass the "
-                                  f"model's spiece.model as the vocabulary")
+            raise ConversionError(
+                f"{path}: normalizer {kind!r} has no sentencepiece equivalent here; pass the "
+                f"model's spiece.model as the vocabulary"
+            )
     for part in _walk(spec.get("pre_tokenizer"), "pretokenizers"):
         kind = part.get("type")
         if kind == "Metaspace":
@@ -126,8 +131,10 @@ def sentencepiece_from_tokenizer_json(path: str | Path) -> bytes:
         elif kind == "WhitespaceSplit":
             normalizer.remove_extra_whitespaces = True
         else:
-            raise ConversionError(f"{path}: pre-tokenizer {kind!r} has no sentencepiece equivalent here; pass the "
-                                  f"model's spiece.model as the vocabulary")
+            raise ConversionError(
+                f"{path}: pre-tokenizer {kind!r} has no sentencepiece equivalent here; pass the "
+                f"model's spiece.model as the vocabulary"
+            )
     proto.denormalizer_spec.name = "identity"
     return proto.SerializeToString()
 

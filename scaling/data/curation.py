@@ -28,6 +28,9 @@ class Curation:
         return self.dedup or self.filter_threshold is not None or self.sort
 
 
+NO_CURATION = Curation()  # the default: the corpus as it is
+
+
 @dataclasses.dataclass
 class CurationReport:
     """How much each step removed (documents, lines, characters) and whether the order was changed."""

@@ -28,12 +28,21 @@ def inspect_task(task: str, split: str, batches: int, batch_size: int, inputs_le
     start = time.perf_counter()
     if spec.objective == "span_corruption":
         inputs_length = inputs_length or 512
-        _, targets_length = objectives.random_spans_helper(inputs_length, spec.noise_density, spec.mean_noise_span_length)
+        _, targets_length = objectives.random_spans_helper(
+            inputs_length, spec.noise_density, spec.mean_noise_span_length
+        )
         lengths = {"inputs": inputs_length, "targets": targets_length}
     else:
         lengths = {"inputs": inputs_length or 128}
     iterator = pipeline.get_batches(
-        task, split=split, feature_lengths=lengths, batch_size=batch_size, seed=seed, shard_index=0, num_shards=1, repeat=False
+        task,
+        split=split,
+        feature_lengths=lengths,
+        batch_size=batch_size,
+        seed=seed,
+        shard_index=0,
+        num_shards=1,
+        repeat=False,
     )
     got = [batch for _, batch in zip(range(batches), iterator)]
     if spec.objective == "span_corruption":

@@ -158,7 +158,9 @@ def mlm_mask(
     random_tokens = tf.random.stateless_uniform(
         [length], token_seed, minval=random_token_range[0], maxval=random_token_range[1], dtype=tf.int32
     )
-    replaced = tf.where(kind < MLM_REPLACE_WITH_MASK, tf.cast(mask_id, tokens.dtype), tf.cast(random_tokens, tokens.dtype))
+    replaced = tf.where(
+        kind < MLM_REPLACE_WITH_MASK, tf.cast(mask_id, tokens.dtype), tf.cast(random_tokens, tokens.dtype)
+    )
     replaced = tf.where(kind < MLM_REPLACE_WITH_MASK + MLM_REPLACE_WITH_RANDOM, replaced, tokens)
     pad = num_slots - num_masked
     return {

@@ -51,15 +51,18 @@ def _feature_converter(spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, pack:
 def _task_lengths(spec: tasks.TaskSpec, feature_lengths: Mapping[str, int]) -> dict[str, int]:
     expected = {"inputs", "targets"} if spec.objective == "span_corruption" else {"inputs"}
     if set(feature_lengths) != expected:
-        raise ValueError(f"Task {spec.name} ({spec.objective}) takes feature_lengths keys {sorted(expected)}, "
-                         f"got {sorted(feature_lengths)}")
+        raise ValueError(
+            f"Task {spec.name} ({spec.objective}) takes feature_lengths keys {sorted(expected)}, "
+            f"got {sorted(feature_lengths)}"
+        )
     if spec.objective == "mlm":
         return {"inputs": feature_lengths["inputs"], "targets": feature_lengths["inputs"]}
     return dict(feature_lengths)
 
 
-def _mask_rows(ds: tf.data.Dataset, spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, seed: int,
-               shard_index: int) -> tf.data.Dataset:
+def _mask_rows(
+    ds: tf.data.Dataset, spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, seed: int, shard_index: int
+) -> tf.data.Dataset:
     """MLM corruption of each row, seeded by (seed, shard, row index) so it is reproducible and resumable."""
     base = tf.constant([seed, shard_index], tf.int64)
     token_range = vocab.regular_token_range(vocabulary)
@@ -146,8 +149,14 @@ def get_batches(
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     ds = dataset(
-        task, split=split, feature_lengths=feature_lengths, seed=seed, pack=pack,
-        shard_index=shard_index, num_shards=num_shards, repeat=repeat,
+        task,
+        split=split,
+        feature_lengths=feature_lengths,
+        seed=seed,
+        pack=pack,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        repeat=repeat,
     )
     ds = ds.batch(batch_size // num_shards, drop_remainder=True).skip(start_step).prefetch(2)
     return _iterate(ds, task, split, start_step)

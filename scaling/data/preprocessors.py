@@ -14,9 +14,7 @@ import tensorflow as tf
 from scaling.data import objectives, vocab
 
 
-def concat_and_chunk(
-    ds: tf.data.Dataset, length: int, key: str, separator: int | None = None
-) -> tf.data.Dataset:
+def concat_and_chunk(ds: tf.data.Dataset, length: int, key: str, separator: int | None = None) -> tf.data.Dataset:
     """Concatenates `key` over examples (each followed by `separator` when given) into rows of exactly `length`."""
     if length < 1:
         raise ValueError(f"Row length must be positive, got {length}")

@@ -26,7 +26,7 @@ def span_corruption_stats(batches: Iterable[Mapping[str, np.ndarray]], vocab_siz
     inputs, targets = b["encoder_input_tokens"], b["decoder_target_tokens"]
     first_sentinel = vocab_size - extra_ids
     is_sentinel_in, is_sentinel_tg = inputs >= first_sentinel, targets >= first_sentinel
-    text = lambda x, s: (x > vocab.EOS_ID) & ~s  # noqa: E731  real tokens: not pad, not EOS, not sentinel
+    text = lambda x, s: (x > vocab.EOS_ID) & ~s
     noise = int(text(targets, is_sentinel_tg).sum())
     kept = int(text(inputs, is_sentinel_in).sum())
     spans = int(is_sentinel_in.sum())

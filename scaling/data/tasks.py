@@ -74,7 +74,7 @@ class TextCorpus:
         name: str,
         files: Mapping[str, Callable[[], Sequence[Path]]],
         vocabulary: seqio.SentencePieceVocabulary,
-        curation_options: curation.Curation = curation.Curation(),
+        curation_options: curation.Curation = curation.NO_CURATION,
         text_key: str = "text",
     ):
         self.name = name
@@ -92,7 +92,7 @@ class TextCorpus:
             paths = list(self._files[split]())
             read = corpora.ReadReport()
             docs = list(corpora.read_documents(paths, read, self._text_key))
-            count_tokens = lambda text: len(self.vocabulary.tokenizer.EncodeAsIds(text))  # noqa: E731
+            count_tokens = lambda text: len(self.vocabulary.tokenizer.EncodeAsIds(text))
             docs, cured = curation.curate(docs, self.curation, count_tokens)
             if not docs:
                 raise ValueError(
@@ -137,7 +137,9 @@ class PreparedTfdsSource(seqio.TfdsDataSource):
         self._check()
         return super().num_input_examples(split)
 
-    def get_dataset(self, split: str | None = None, shuffle: bool = True, seed: int | None = None, shard_info=None, **kw):
+    def get_dataset(
+        self, split: str | None = None, shuffle: bool = True, seed: int | None = None, shard_info=None, **kw
+    ):
         self._check()
         return super().get_dataset(split, shuffle, seed, shard_info, **kw)
 
@@ -163,7 +165,10 @@ def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
         }
         finish = [objective, seqio.preprocessors.append_eos_after_trim]
     else:
-        features = {"inputs": seqio.Feature(vocabulary, add_eos=False), "targets": seqio.Feature(vocabulary, add_eos=False)}
+        features = {
+            "inputs": seqio.Feature(vocabulary, add_eos=False),
+            "targets": seqio.Feature(vocabulary, add_eos=False),
+        }
         finish = [preprocessors.mlm_rows]
     if spec.name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(spec.name)
@@ -195,7 +200,9 @@ def _register_pair(
 ) -> list[str]:
     return [
         _add(
-            TaskSpec(f"{prefix}_span_corruption", "span_corruption", noise_density, mean_noise_span_length, corpus=corpus),
+            TaskSpec(
+                f"{prefix}_span_corruption", "span_corruption", noise_density, mean_noise_span_length, corpus=corpus
+            ),
             source,
             vocabulary,
             shuffle_buffer,
@@ -216,8 +223,9 @@ def register_c4_tasks(
     vocabulary by default, as in production."""
     source = PreparedTfdsSource(corpora.c4_tfds_name(version), corpora.c4_data_dir(data_dir), "sotu_span_corruption")
     vocabulary = vocab.get_vocabulary(vocabulary_path)
-    names = _register_pair("c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length,
-                           mask_rate)
+    names = _register_pair(
+        "c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length, mask_rate
+    )
     cramming = TaskSpec("c4_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE)
     return [*names, _add(cramming, source, vocabulary, C4_SHUFFLE_BUFFER)]
 
@@ -231,7 +239,14 @@ def _text_tasks(
 ) -> list[str]:
     shuffle_buffer = None if corpus.curation.sort else TEXT_SHUFFLE_BUFFER  # sorted order is the point
     return _register_pair(
-        prefix, corpus.source(), corpus.vocabulary, shuffle_buffer, corpus, noise_density, mean_noise_span_length, mask_rate
+        prefix,
+        corpus.source(),
+        corpus.vocabulary,
+        shuffle_buffer,
+        corpus,
+        noise_density,
+        mean_noise_span_length,
+        mask_rate,
     )
 
 
@@ -242,7 +257,9 @@ def register_sotu_tasks(vocabulary_path: str | None = None) -> list[str]:
     plain = TextCorpus("sotu", files, vocabulary)
     names = _text_tasks("sotu", plain, objectives.NOISE_DENSITY, objectives.MEAN_NOISE_SPAN_LENGTH, MLM_MASK_RATE)
     cramming = TextCorpus(
-        "sotu_cramming", files, vocabulary,
+        "sotu_cramming",
+        files,
+        vocabulary,
         curation.Curation(dedup=True, filter_threshold=curation.COMPRESSION_THRESHOLD, sort=True),
     )
     spec = TaskSpec("sotu_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=cramming)
@@ -256,7 +273,7 @@ def register_text_tasks(
     *,
     validation_glob: str | Sequence[str] | None = None,
     vocabulary_path: str | None = None,
-    curation_options: curation.Curation = curation.Curation(),
+    curation_options: curation.Curation = curation.NO_CURATION,
     text_key: str = "text",
     noise_density: float = objectives.NOISE_DENSITY,
     mean_noise_span_length: float = objectives.MEAN_NOISE_SPAN_LENGTH,

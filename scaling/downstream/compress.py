@@ -127,8 +127,10 @@ def _aligned(tree: Tree, other: Tree, what: str) -> list[Any]:
     other_pairs = _named_leaves(other)[0]
     if names != [name for name, _ in other_pairs]:
         differ = sorted(set(names) ^ {name for name, _ in other_pairs})
-        raise ValueError(f"{what} must have the same structure as the parameter tree; leaves that differ: "
-                         f"{differ[:5] or 'same names, different order'}. Pass a tree built from the same model")
+        raise ValueError(
+            f"{what} must have the same structure as the parameter tree; leaves that differ: "
+            f"{differ[:5] or 'same names, different order'}. Pass a tree built from the same model"
+        )
     return [leaf for _, leaf in other_pairs]
 
 
@@ -144,12 +146,16 @@ def count_params(tree: Tree) -> int:
 def nonzero_params(tree: Tree, exclude: Patterns = ()) -> int:
     """Number of nonzero parameters outside the excluded leaves: what pruning leaves behind."""
     excluded = _matcher(exclude)
-    return sum(int(np.count_nonzero(np.asarray(leaf))) for name, leaf in _named_leaves(tree)[0]
-               if not excluded(name))
+    return sum(int(np.count_nonzero(np.asarray(leaf))) for name, leaf in _named_leaves(tree)[0] if not excluded(name))
 
 
-def memory_bits(tree: Tree, bits: int = FULL_PRECISION_BITS, masks: Tree | None = None,
-                granularity: str = "tensor", exclude: Patterns = ()) -> int:
+def memory_bits(
+    tree: Tree,
+    bits: int = FULL_PRECISION_BITS,
+    masks: Tree | None = None,
+    granularity: str = "tensor",
+    exclude: Patterns = (),
+) -> int:
     """Bits to store the parameters at test time: the x axis of Li et al.'s compression plots.
 
     (#kept weights) × bits, plus, when quantized (1 ≤ bits ≤ 16), 2 float32 values (q0 and Δ) per range: per
@@ -191,7 +197,7 @@ def quantize(tree: Tree, bits: int, granularity: str = "tensor", exclude: Patter
     _check_bits(bits)
     _check_granularity(granularity)
     excluded = _matcher(exclude)
-    levels = np.float32(2 ** bits - 1)
+    levels = np.float32(2**bits - 1)
 
     def leaf_fn(path: Sequence[Any], leaf: Any) -> Any:
         name = path_name(path)
@@ -234,8 +240,10 @@ def _num_ranges(shape: tuple[int, ...], stacked: bool, granularity: str) -> int:
 def _check_bits(bits: Any) -> None:
     is_int = isinstance(bits, (int, np.integer)) and not isinstance(bits, (bool, np.bool_))
     if not (is_int and (1 <= bits <= MAX_QUANTIZED_BITS or bits == FULL_PRECISION_BITS)):
-        raise ValueError(f"bits = {bits!r}; use an int in 1..{MAX_QUANTIZED_BITS} (k-bit quantization) "
-                         f"or {FULL_PRECISION_BITS} (float32, no quantization)")
+        raise ValueError(
+            f"bits = {bits!r}; use an int in 1..{MAX_QUANTIZED_BITS} (k-bit quantization) "
+            f"or {FULL_PRECISION_BITS} (float32, no quantization)"
+        )
 
 
 def _check_granularity(granularity: str) -> None:
@@ -247,8 +255,9 @@ def _check_granularity(granularity: str) -> None:
 # Magnitude pruning (Section 4.3)
 
 
-def magnitude_prune(tree: Tree, sparsity: float, scope: str = "global", exclude: Patterns = (),
-                    masks: Tree | None = None) -> tuple[Tree, Tree]:
+def magnitude_prune(
+    tree: Tree, sparsity: float, scope: str = "global", exclude: Patterns = (), masks: Tree | None = None
+) -> tuple[Tree, Tree]:
     """Zero the smallest-|W| weights so exactly round(sparsity × N) of the N included weights are pruned.
 
     ``scope='global'`` ranks all non-excluded weights together (N = their count); ``'tensor'`` hits the
@@ -270,10 +279,10 @@ def magnitude_prune(tree: Tree, sparsity: float, scope: str = "global", exclude:
         starts = np.cumsum([0] + sizes)
         scores = np.empty(starts[-1], np.float32)  # one vector, filled leaf by leaf: no concatenated copies
         for i, start, size in zip(included, starts, sizes):
-            scores[start:start + size] = _scores(pairs[i][1], old[i]).reshape(-1)
+            scores[start : start + size] = _scores(pairs[i][1], old[i]).reshape(-1)
         pruned = _lowest(scores, sparsity, "the model")
         for i, start, size in zip(included, starts, sizes):
-            new[i] = ~pruned[start:start + size].reshape(np.shape(pairs[i][1]))
+            new[i] = ~pruned[start : start + size].reshape(np.shape(pairs[i][1]))
     else:
         for i in included:
             name, leaf = pairs[i]
@@ -307,15 +316,17 @@ def _lowest(scores: np.ndarray, sparsity: float, where: str) -> np.ndarray:
     k = round(float(sparsity) * scores.size)
     forced = int(np.count_nonzero(scores < 0))
     if forced > k:
-        raise ValueError(f"the given masks already prune {forced} weights of {where}, more than the {k} that "
-                         f"sparsity {sparsity} asks for; raise the sparsity or pass masks=None")
+        raise ValueError(
+            f"the given masks already prune {forced} weights of {where}, more than the {k} that "
+            f"sparsity {sparsity} asks for; raise the sparsity or pass masks=None"
+        )
     marked = np.zeros(scores.size, bool)
     if k == 0:
         return marked
     threshold = np.partition(scores, k - 1)[k - 1]
     below = scores < threshold
     marked[below] = True
-    marked[np.flatnonzero(scores == threshold)[:k - int(np.count_nonzero(below))]] = True
+    marked[np.flatnonzero(scores == threshold)[: k - int(np.count_nonzero(below))]] = True
     return marked
 
 
@@ -345,8 +356,9 @@ def error_stats(original: Tree, compressed: Tree) -> dict[str, dict[str, float]]
             group, mean = module_type(name), float(diff.mean())
             summary = (diff.size, mean, float(np.square(diff - mean).sum()))
             acc[group] = _merge(acc[group], summary) if group in acc else summary
-    return {t: {"mean": acc[t][1], "variance": acc[t][2] / acc[t][0], "count": acc[t][0]}
-            for t in MODULE_TYPES if t in acc}
+    return {
+        t: {"mean": acc[t][1], "variance": acc[t][2] / acc[t][0], "count": acc[t][0]} for t in MODULE_TYPES if t in acc
+    }
 
 
 def _merge(a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[int, float, float]:
@@ -355,13 +367,26 @@ def _merge(a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[in
     delta = b[1] - a[1]
     return n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n
 
+
 # ------------------------------------------------------------------------------- the compression sweep
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 DEFAULT_SPARSITIES = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 DEFAULT_COMBINED_BITS = (8, 6, 4)
-TABLE_COLUMNS = ("model", "task", "method", "level", "bits", "sparsity", "params", "nonzero_params", "memory_bits",
-                 "score", "recovery_steps", "seconds")
+TABLE_COLUMNS = (
+    "model",
+    "task",
+    "method",
+    "level",
+    "bits",
+    "sparsity",
+    "params",
+    "nonzero_params",
+    "memory_bits",
+    "score",
+    "recovery_steps",
+    "seconds",
+)
 ERROR_COLUMNS = ("model", "task", "method", "level", "module_type", "mean", "variance", "count")
 TABLE_FILE, ERRORS_FILE = "compression.csv", "errors.csv"
 
@@ -376,9 +401,9 @@ class SweepSettings:
     granularity: str = "tensor"
     scope: str = "global"
     exclude: tuple[str, ...] = ()
-    recovery_target: float = 0.995   # finetune until this fraction of the original validation score…
-    recovery_epochs: float = 1.0     # …or this many epochs
-    checks_per_epoch: int = 4        # how often recovery asks whether the score is back
+    recovery_target: float = 0.995  # finetune until this fraction of the original validation score…
+    recovery_epochs: float = 1.0  # …or this many epochs
+    checks_per_epoch: int = 4  # how often recovery asks whether the score is back
 
     def validate(self) -> None:
         for bits in (*self.bits, *self.combined_bits):
@@ -411,9 +436,15 @@ class _Table:
         self.rows.append({k: str(v) for k, v in row.items()})
 
 
-def sweep(finetuned_dir: str | os.PathLike, out: str | os.PathLike, settings: SweepSettings = SweepSettings(),
-          *, max_eval_examples: int | None = None, max_train_examples: int | None = None,
-          print_fn: Callable[[str], None] = print) -> Path:
+def sweep(
+    finetuned_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: SweepSettings = SweepSettings(),
+    *,
+    max_eval_examples: int | None = None,
+    max_train_examples: int | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> Path:
     """Quantize, prune iteratively with recovery finetuning, and both, writing `compression.csv` and `errors.csv`.
 
     Recovery finetuning is a masked run of the trainer (:func:`scaling.downstream.finetune.finetune`) in
@@ -437,17 +468,44 @@ def sweep(finetuned_dir: str | os.PathLike, out: str | os.PathLike, settings: Sw
     n_params = count_params(original)
     base = {"model": model.shape.name, "task": model.task, "params": n_params}
 
-    def record(method: str, level: Any, params: Any, bits: int, sparsity: float, masks: Any = None,
-               steps: int = 0, seconds: float = 0.0, score: float | None = None) -> float:
+    def record(
+        method: str,
+        level: Any,
+        params: Any,
+        bits: int,
+        sparsity: float,
+        masks: Any = None,
+        steps: int = 0,
+        seconds: float = 0.0,
+        score: float | None = None,
+    ) -> float:
         score = session.evaluate(params)["score"] if score is None else score
-        table.add({**base, "method": method, "level": level, "bits": bits, "sparsity": sparsity,
-                   "nonzero_params": nonzero_params(params),
-                   "memory_bits": memory_bits(params, bits, masks, settings.granularity),
-                   "score": score, "recovery_steps": steps, "seconds": round(seconds, 3)})
+        table.add(
+            {
+                **base,
+                "method": method,
+                "level": level,
+                "bits": bits,
+                "sparsity": sparsity,
+                "nonzero_params": nonzero_params(params),
+                "memory_bits": memory_bits(params, bits, masks, settings.granularity),
+                "score": score,
+                "recovery_steps": steps,
+                "seconds": round(seconds, 3),
+            }
+        )
         if method != "none":
             for kind, stats in error_stats(original, params).items():
-                errors.add({"model": base["model"], "task": base["task"], "method": method, "level": level,
-                            "module_type": kind, **stats})
+                errors.add(
+                    {
+                        "model": base["model"],
+                        "task": base["task"],
+                        "method": method,
+                        "level": level,
+                        "module_type": kind,
+                        **stats,
+                    }
+                )
         print_fn(f"{method} {level}: score {score:.4f}")
         return score
 
@@ -470,12 +528,23 @@ def sweep(finetuned_dir: str | os.PathLike, out: str | os.PathLike, settings: Sw
         pruned, masks = magnitude_prune(params, sparsity, settings.scope, exclude=settings.exclude, masks=masks)
         steps, score = 0, None
         if budget:
-            finetune.describe(out / "pruned" / level, session,
-                              {"kind": "prune", "sparsity": sparsity, "source": str(finetuned_dir)}, config)
+            finetune.describe(
+                out / "pruned" / level,
+                session,
+                {"kind": "prune", "sparsity": sparsity, "source": str(finetuned_dir)},
+                config,
+            )
             params, result, steps = finetune.finetune(
-                session, out / "pruned" / level, seed=0, steps=budget, params=lambda: pruned, masks=masks,
+                session,
+                out / "pruned" / level,
+                seed=0,
+                steps=budget,
+                params=lambda: pruned,
+                masks=masks,
                 stop_early=lambda p: session.evaluate(p)["score"] >= target,
-                check_every=max(1, per_epoch // settings.checks_per_epoch), print_fn=lambda _: None)
+                check_every=max(1, per_epoch // settings.checks_per_epoch),
+                print_fn=lambda _: None,
+            )
             params, score = jax.device_get(params), result["score"]
         else:
             params = pruned
@@ -494,4 +563,3 @@ def parse_numbers(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
         return tuple(kind(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise ValueError(f"--{flag}={text!r}: use comma-separated {kind.__name__} values, e.g. 8,6,4") from None
-

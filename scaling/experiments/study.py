@@ -10,7 +10,8 @@ budget, and each run's own overrides — and the stages that follow each run:
    from its checkpoint when interrupted, as in :mod:`scaling.experiments.sweep`);
 2. **profile** its train step with :func:`scaling.experiments.profile.profile` into ``DIR/profile/RUN.csv`` (measured
    throughput, when ``profile.steps`` is set);
-3. **finetune** it with :func:`scaling.downstream.finetune.run` into ``DIR/finetune/RUN`` (a finished task/seed is kept);
+3. **finetune** it with :func:`scaling.downstream.finetune.run` into ``DIR/finetune/RUN`` (a finished task/seed is
+   kept);
 4. **compress** its first task's seed-0 model with :func:`scaling.downstream.compress.sweep` into ``DIR/compress/RUN``.
 
 Stages go one at a time over all runs: every pretraining (the budgeted, timed part, which nothing else should
@@ -18,7 +19,8 @@ share the machine with) before any profiling, and both before the untimed finetu
 
 Then the tables go to ``--results`` (default ``notebooks/results/NAME``, which is what the repository ships):
 ``runs.csv``, ``curves.csv``, ``profile.csv``, ``downstream.csv``, ``baselines.csv`` (the best constant
-answer's score per task), ``compression.csv``, ``errors.csv``, ``study.json`` (command, date, hardware, software, seeds, stage seconds) and ``report.md``, whose tables and
+answer's score per task), ``compression.csv``, ``errors.csv``, ``study.json`` (command, date, hardware, software,
+seeds, stage seconds) and ``report.md``, whose tables and
 findings :mod:`scaling.analysis.studies` computes from those files — nothing is typed in by hand.
 """
 
@@ -41,12 +43,29 @@ from scaling.experiments import configfiles, sweep
 
 STAGES = ("pretrain", "profile", "finetune", "compress")
 RESULTS_ROOT = Path("notebooks") / "results"  # relative to the repository root, where configs/ paths resolve too
-CURVE_COLUMNS = ("run", "step", "seconds", "tokens", "flops", "learning_rate", "loss", "accuracy", "eval_loss",
-                 "eval_accuracy")
-RUN_SETTINGS = {"task": "data.task", "switches": "model.switches", "dropout_rate": "model.dropout_rate",
-                "optimizer": "optimizer.name", "schedule": "optimizer.schedule",
-                "learning_rate": "optimizer.learning_rate", "micro_batch_size": "micro_batch_size",
-                "batch_ramp_fraction": "optimizer.batch_ramp_fraction", "seed": "seed"}
+CURVE_COLUMNS = (
+    "run",
+    "step",
+    "seconds",
+    "tokens",
+    "flops",
+    "learning_rate",
+    "loss",
+    "accuracy",
+    "eval_loss",
+    "eval_accuracy",
+)
+RUN_SETTINGS = {
+    "task": "data.task",
+    "switches": "model.switches",
+    "dropout_rate": "model.dropout_rate",
+    "optimizer": "optimizer.name",
+    "schedule": "optimizer.schedule",
+    "learning_rate": "optimizer.learning_rate",
+    "micro_batch_size": "micro_batch_size",
+    "batch_ramp_fraction": "optimizer.batch_ramp_fraction",
+    "seed": "seed",
+}
 
 
 class StudyError(UserError):
@@ -55,23 +74,32 @@ class StudyError(UserError):
 
 def default_config() -> ml_collections.ConfigDict:
     """Every field a study file sets; ``configs/study_*.py`` start from it."""
-    return ml_collections.ConfigDict({
-        "name": "",               # results folder name under notebooks/results/
-        "kind": "",               # which report: scaling.analysis.studies.REPORTS
-        "recipe": "",             # pretraining config file every run starts from (configs/NAME.py[:ARG])
-        "budget": "",             # UNIT:AMOUNT, the same for every run (scaling.budget units)
-        "common": {},             # nested overrides applied to every run, e.g. {"batch_size": 16}
-        "runs": {},               # RUN: nested overrides of that run; RUN names its folders and rows
-        "order": "",              # comma-separated RUN names: the order runs go in and are reported
-        "profile": {"steps": 0, "warmup": 2},                 # steps 0: no profile stage
-        "finetune": {"recipe": "", "tasks": "", "overrides": {}},  # recipe "": no finetuning
-        "compress": {"enabled": False, "bits": "8,6,4", "sparsities": "0.15,0.3,0.45,0.6,0.75,0.9",
-                     "combined_bits": "4", "recovery_epochs": 1.0, "max_eval_examples": 0,
-                     "max_train_examples": 0},
-    })
+    return ml_collections.ConfigDict(
+        {
+            "name": "",  # results folder name under notebooks/results/
+            "kind": "",  # which report: scaling.analysis.studies.REPORTS
+            "recipe": "",  # pretraining config file every run starts from (configs/NAME.py[:ARG])
+            "budget": "",  # UNIT:AMOUNT, the same for every run (scaling.budget units)
+            "common": {},  # nested overrides applied to every run, e.g. {"batch_size": 16}
+            "runs": {},  # RUN: nested overrides of that run; RUN names its folders and rows
+            "order": "",  # comma-separated RUN names: the order runs go in and are reported
+            "profile": {"steps": 0, "warmup": 2},  # steps 0: no profile stage
+            "finetune": {"recipe": "", "tasks": "", "overrides": {}},  # recipe "": no finetuning
+            "compress": {
+                "enabled": False,
+                "bits": "8,6,4",
+                "sparsities": "0.15,0.3,0.45,0.6,0.75,0.9",
+                "combined_bits": "4",
+                "recovery_epochs": 1.0,
+                "max_eval_examples": 0,
+                "max_train_examples": 0,
+            },
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------ expansion
+
 
 def run_names(study: ml_collections.ConfigDict) -> list[str]:
     """The runs in ``order`` (every run must be listed once), or sorted when no order is given."""
@@ -132,7 +160,8 @@ def compress_settings(study: ml_collections.ConfigDict) -> Any:
             bits=compress.parse_numbers(str(c.bits), int, "config.compress.bits"),
             sparsities=compress.parse_numbers(str(c.sparsities), float, "config.compress.sparsities"),
             combined_bits=compress.parse_numbers(str(c.combined_bits), int, "config.compress.combined_bits"),
-            recovery_epochs=float(c.recovery_epochs))
+            recovery_epochs=float(c.recovery_epochs),
+        )
         settings.validate()
     except ValueError as e:
         raise StudyError(f"config.compress: {e}") from None
@@ -140,6 +169,7 @@ def compress_settings(study: ml_collections.ConfigDict) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ the stages
+
 
 class _Clock:
     """Seconds each stage of each run took, kept in ``DIR/stage_seconds.json`` across resumptions."""
@@ -153,8 +183,14 @@ class _Clock:
         self.path.write_text(json.dumps(self.seconds, indent=2) + "\n")
 
 
-def run_study(study: ml_collections.ConfigDict, out: str | Path, results: str | Path | None = None, *,
-              command: str = "", print_fn: Callable[[str], None] = print) -> Path:
+def run_study(
+    study: ml_collections.ConfigDict,
+    out: str | Path,
+    results: str | Path | None = None,
+    *,
+    command: str = "",
+    print_fn: Callable[[str], None] = print,
+) -> Path:
     """Runs every unfinished stage of every run, then writes the tables and report; returns the results dir."""
     from scaling.downstream import compress, finetune
     from scaling.experiments import profile
@@ -183,8 +219,18 @@ def run_study(study: ml_collections.ConfigDict, out: str | Path, results: str | 
         path = out / "profile" / f"{name}.csv"
         if not path.is_file():
             print_fn(f"[study] {name}: profiling the train step")
-            timed(name, "profile", lambda: profile.append_rows(path, [profile.profile(
-                config, steps=study.profile.steps, warmup=study.profile.warmup, recipe=study.recipe)]))
+            timed(
+                name,
+                "profile",
+                lambda: profile.append_rows(
+                    path,
+                    [
+                        profile.profile(
+                            config, steps=study.profile.steps, warmup=study.profile.warmup, recipe=study.recipe
+                        )
+                    ],
+                ),
+            )
     for name in configs if study.finetune.recipe else ():
         ft_config, ft_dir = finetune_config(study, out / "pretrain" / name), out / "finetune" / name
         print_fn(f"[study] {name}: finetuning on {ft_config.tasks}")
@@ -192,19 +238,27 @@ def run_study(study: ml_collections.ConfigDict, out: str | Path, results: str | 
         if settings is not None:
             task, seed = finetune.parse_list(ft_config.tasks)[0], finetune.parse_seeds(ft_config.seeds)[0]
             print_fn(f"[study] {name}: compressing its {task} model (seed {seed})")
-            timed(name, "compress", lambda: compress.sweep(
-                ft_dir / task / f"seed_{seed}", out / "compress" / name, settings,
-                max_eval_examples=study.compress.max_eval_examples or None,
-                max_train_examples=study.compress.max_train_examples or None, print_fn=print_fn))
+            timed(
+                name,
+                "compress",
+                lambda: compress.sweep(
+                    ft_dir / task / f"seed_{seed}",
+                    out / "compress" / name,
+                    settings,
+                    max_eval_examples=study.compress.max_eval_examples or None,
+                    max_train_examples=study.compress.max_train_examples or None,
+                    print_fn=print_fn,
+                ),
+            )
     return collect(study, configs, out, Path(results) if results else RESULTS_ROOT / study.name, command=command)
 
 
 # ------------------------------------------------------------------------------------------ collection
 
+
 def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """Per finetuning task, the best score of a constant answer on the very examples the runs were scored on."""
-    from scaling.downstream import finetune, scores
-    from scaling.downstream import datasets
+    from scaling.downstream import datasets, finetune, scores
 
     rows = []
     for name in finetune.parse_list(config.tasks):
@@ -212,16 +266,23 @@ def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]
         if config.max_eval_examples:
             examples = examples.subset(config.max_eval_examples)
         result = scores.constant_baseline(datasets.get_task(name), examples.labels)
-        rows.append({"task": name, "split": config.eval_split, "eval_examples": len(examples.labels),
-                     "score": result["score"]})
+        rows.append(
+            {"task": name, "split": config.eval_split, "eval_examples": len(examples.labels), "score": result["score"]}
+        )
     return rows
 
 
-def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collections.ConfigDict], out: Path,
-            results: Path, *, command: str = "") -> Path:
+def collect(
+    study: ml_collections.ConfigDict,
+    configs: Mapping[str, ml_collections.ConfigDict],
+    out: Path,
+    results: Path,
+    *,
+    command: str = "",
+) -> Path:
     """Gathers every stage's files under ``out`` into the study's tables and report in ``results``."""
-    from scaling.training import metrics
     from scaling.analysis import runs, studies
+    from scaling.training import metrics
 
     results.mkdir(parents=True, exist_ok=True)
     names = list(configs)
@@ -251,8 +312,10 @@ def collect(study: ml_collections.ConfigDict, configs: Mapping[str, ml_collectio
     csvfile.write(results / "errors.csv", errors)
     clock = _Clock(out / "stage_seconds.json").seconds
     record = {
-        "name": study.name, "kind": study.kind, "command": command,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "name": study.name,
+        "kind": study.kind,
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "hardware": {**metrics.hardware_info(), "cpu_count": os.cpu_count()},
         "software": metrics.software_versions(),
         "pretrain_seeds": sorted({int(c.seed) for c in configs.values()}),

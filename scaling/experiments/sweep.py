@@ -42,6 +42,7 @@ class SweepError(UserError):
 
 # ------------------------------------------------------------------------------------------- the sweep
 
+
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """What to scan. ``recipe`` is the config file spec (launch lines name it); ``axes`` pair a knob with values."""
@@ -73,7 +74,7 @@ def shape_name(base: str, knobs: dict[str, str]) -> str:
     # NL sets both stacks, so it replaces EL/DL tokens of the base, and EL or DL replaces NL.
     replaced = set(knobs) | ({"el", "dl"} if "nl" in knobs else set())
     replaced |= {"nl"} if {"el", "dl"} & set(knobs) else set()
-    kept = [t for t in tokens if not any(t.startswith(op) and t[len(op):][:1].isdigit() for op in replaced)]
+    kept = [t for t in tokens if not any(t.startswith(op) and t[len(op) :][:1].isdigit() for op in replaced)]
     name = "-".join(kept + [f"{op}{value}" for op, value in knobs.items()])
     try:
         return shapes.parse(name).name
@@ -112,8 +113,10 @@ def _apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[tupl
     """Every ``(FIELD, TEXT)`` override but those the sweep itself sets (its shape names and its budget)."""
     for field, _ in overrides:
         if field in _SWEEP_FIELDS:
-            raise SweepError(f"--config.{field}: the sweep sets it per run (use --base/--op/--values for the "
-                             f"shape, and --config.budget=UNIT:AMOUNT for every run's budget)")
+            raise SweepError(
+                f"--config.{field}: the sweep sets it per run (use --base/--op/--values for the "
+                f"shape, and --config.budget=UNIT:AMOUNT for every run's budget)"
+            )
     configfiles.apply_overrides(config, overrides)
 
 
@@ -132,15 +135,27 @@ def launch_command(sweep: Sweep, point: Point, out: Path) -> str:
     """The ``python -m scaling.train`` line that trains ``point`` on its own (the cluster form of a run)."""
     unit, amount = sweep.budget
     short = f"{amount:g}"
-    args = ["python", "-m", "scaling.train", f"--config={sweep.recipe}", f"--workdir={out / point.name}",
-            f"--config.model.name={point.name}",
-            f"--config.budget={unit}:{short if float(short) == amount else repr(float(amount))}"]
+    args = [
+        "python",
+        "-m",
+        "scaling.train",
+        f"--config={sweep.recipe}",
+        f"--workdir={out / point.name}",
+        f"--config.model.name={point.name}",
+        f"--config.budget={unit}:{short if float(short) == amount else repr(float(amount))}",
+    ]
     args += [f"--config.{field}={value}" for field, value in sweep.overrides]
     return shlex.join(args)
 
 
-def run(sweep: Sweep, out: str | Path, *, recipe: ml_collections.ConfigDict | None = None,
-        print_fn: Callable[[str], None] = print, emit_launch: bool = False) -> Path | None:
+def run(
+    sweep: Sweep,
+    out: str | Path,
+    *,
+    recipe: ml_collections.ConfigDict | None = None,
+    print_fn: Callable[[str], None] = print,
+    emit_launch: bool = False,
+) -> Path | None:
     """Trains (or, with ``emit_launch``, prints the launch line of) every unfinished point, then collects.
 
     Returns the path of ``out/results.csv`` (None when only launch lines were printed or nothing finished).

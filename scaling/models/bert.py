@@ -29,10 +29,11 @@ class BertLayer(nnx.Module):
         self.mlp_norm = L.Norm(shape, rngs)
         self.mlp = L.MLP(shape, rngs, bert_init=True)
 
-    def __call__(self, x: jax.Array, bias: jax.Array, rng: jax.Array | None,
-                 attention: L.Attention | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, bias: jax.Array, rng: jax.Array | None, attention: L.Attention | None = None
+    ) -> jax.Array:
         attention = attention if attention is not None else self.attention
-        drop = lambda h, i: L.dropout(h, self.dropout_rate, L.fold(rng, i))  # noqa: E731
+        drop = lambda h, i: L.dropout(h, self.dropout_rate, L.fold(rng, i))
         if self.pre_norm:
             h = self.attention_norm(x)
             x = x + drop(attention(h, h, bias, L.fold(rng, 0)), 1)
@@ -53,7 +54,7 @@ class Bert(nnx.Module):
         if shape.position_embedding == "learned":
             self.position_embedding = L.param(rngs, init, (shape.max_length, d), ("positions", "embed"))
         elif shape.position_embedding == "scaled-sinusoidal":  # Hua et al. 2022: one learned scale
-            self.position_scale = L.param(rngs, jax.nn.initializers.constant(d ** -0.5), (1,), (None,))
+            self.position_scale = L.param(rngs, jax.nn.initializers.constant(d**-0.5), (1,), (None,))
         if shape.type_vocab_size:
             self.type_embedding = L.param(rngs, init, (shape.type_vocab_size, d), (None, "embed"))
         if shape.embedding_norm:
@@ -85,13 +86,21 @@ class Bert(nnx.Module):
         enc = L.sinusoidal(positions, d)
         return enc * self.position_scale[...] if kind == "scaled-sinusoidal" else enc
 
-    def encode(self, tokens: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
-               token_types: jax.Array | None = None, rng: jax.Array | None = None) -> jax.Array:
+    def encode(
+        self,
+        tokens: jax.Array,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        token_types: jax.Array | None = None,
+        rng: jax.Array | None = None,
+    ) -> jax.Array:
         """Hidden states [B, L, D] after the last layer (and final norm, when the shape has one)."""
         b, length = tokens.shape
         if length > self.shape.max_length and self.shape.position_embedding == "learned":
-            raise ValueError(f"sequence length {length} exceeds max_length = {self.shape.max_length} of "
-                             f"{self.shape.name}'s learned positions; shorten the inputs or set max_length")
+            raise ValueError(
+                f"sequence length {length} exceeds max_length = {self.shape.max_length} of "
+                f"{self.shape.name}'s learned positions; shorten the inputs or set max_length"
+            )
         segments = L.segments_of(tokens, segment_ids)
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(length), (b, length))
@@ -105,16 +114,17 @@ class Bert(nnx.Module):
         bias = L.attention_bias(segments, segments)
         sharing = self.shape.layer_sharing
         if sharing == "all":
-            body = lambda _, layer, h, key: layer(h, bias, key)  # noqa: E731
+            body = lambda _, layer, h, key: layer(h, bias, key)
             stacked, shared = None, self.layers
         elif sharing == "attention":
-            body = lambda layer, attention, h, key: layer(h, bias, key, attention)  # noqa: E731
+            body = lambda layer, attention, h, key: layer(h, bias, key, attention)
             stacked, shared = self.layers, self.shared_attention
         else:
-            body = lambda layer, _, h, key: layer(h, bias, key)  # noqa: E731
+            body = lambda layer, _, h, key: layer(h, bias, key)
             stacked, shared = self.layers, None
-        x = L.scan_layers(body, x, L.fold(rng, 1), self.shape.num_encoder_layers, stacked=stacked,
-                          shared=shared, remat=self.remat)
+        x = L.scan_layers(
+            body, x, L.fold(rng, 1), self.shape.num_encoder_layers, stacked=stacked, shared=shared, remat=self.remat
+        )
         return self.final_norm(x) if self.shape.final_norm else x
 
     def mlm_logits(self, hidden: jax.Array) -> jax.Array:
@@ -131,10 +141,16 @@ class Bert(nnx.Module):
             logits = L.dense(x, self.decoder[...].astype(self.dtype), preferred_element_type=jnp.float32)
         return logits + self.decoder_bias_value[...] if self.shape.decoder_bias else logits
 
-    def loss(self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None,
-             z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-        hidden = self.encode(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"),
-                             batch.get("encoder_positions"), batch.get("token_type_ids"), dropout_rng)
+    def loss(
+        self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None, z_loss: float = 0.0
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        hidden = self.encode(
+            batch["encoder_input_tokens"],
+            batch.get("encoder_segment_ids"),
+            batch.get("encoder_positions"),
+            batch.get("token_type_ids"),
+            dropout_rng,
+        )
         targets = batch["encoder_target_tokens"]
         if self.shape.sparse_prediction:
             # Only the masked positions reach the (vocabulary-sized) head: Cramming's sparse prediction.

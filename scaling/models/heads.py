@@ -32,8 +32,9 @@ class SequenceClassifier(nnx.Module):
         self.classifier = L.param(rngs, init, (d, num_outputs), ("mlp", None))
         self.classifier_bias = L.param(rngs, jax.nn.initializers.zeros, (num_outputs,), (None,))
 
-    def __call__(self, tokens: jax.Array, token_types: jax.Array | None = None,
-                 rng: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, tokens: jax.Array, token_types: jax.Array | None = None, rng: jax.Array | None = None
+    ) -> jax.Array:
         """Float32 outputs [B, num_outputs] for unpacked token rows (pad id 0)."""
         hidden = self.backbone.encode(tokens, token_types=token_types, rng=L.fold(rng, 0))[:, 0]
         dtype = self.backbone.dtype
@@ -41,8 +42,9 @@ class SequenceClassifier(nnx.Module):
         pooled = L.dropout(pooled, self.backbone.shape.dropout_rate, L.fold(rng, 1))
         return (pooled.astype(jnp.float32) @ self.classifier[...]) + self.classifier_bias[...]
 
-    def loss(self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None,
-             z_loss: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, batch: Mapping[str, jax.Array], *, dropout_rng: jax.Array | None = None, z_loss: float = 0.0
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The trainer's interface (as `Bert.loss`): summed loss over the rows and the aux sums it logs.
 
         Classification: the token models' cross-entropy (with z-loss) over the classes; regression (one output):
@@ -53,8 +55,12 @@ class SequenceClassifier(nnx.Module):
         if self.num_outputs > 1:
             return L.cross_entropy(outputs, labels, jnp.ones(labels.shape, jnp.float32), z_loss)
         loss_sum, zero = jnp.square(outputs[:, 0] - labels).sum(), jnp.zeros((), jnp.float32)
-        return loss_sum, {"loss_sum": loss_sum, "z_loss_sum": zero, "weight_sum": jnp.float32(labels.shape[0]),
-                          "correct_sum": zero}
+        return loss_sum, {
+            "loss_sum": loss_sum,
+            "z_loss_sum": zero,
+            "weight_sum": jnp.float32(labels.shape[0]),
+            "correct_sum": zero,
+        }
 
 
 __all__ = ["SequenceClassifier"]

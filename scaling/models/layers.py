@@ -39,7 +39,7 @@ def dense(x: jax.Array, w: jax.Array, in_dims: int = 1, preferred_element_type: 
     contracting dimension; XLA:CPU runs the 3-D form, whose weight gradient contracts over two dimensions,
     ~1.4× slower (T5-small's train step: see README, Benchmarks). On accelerators the reshapes are free.
     """
-    lead = x.shape[:x.ndim - in_dims]
+    lead = x.shape[: x.ndim - in_dims]
     k = math.prod(w.shape[:in_dims])
     y = jnp.dot(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=preferred_element_type)
     return y.reshape(*lead, *w.shape[in_dims:])
@@ -89,12 +89,12 @@ class Attention(nnx.Module):
     def __init__(self, shape: Shape, rngs: nnx.Rngs, *, bert_init: bool):
         d, h, k, kvh = shape.d_model, shape.num_heads, shape.d_kv, shape.num_kv_heads
         self.num_heads, self.tied_kv, self.dropout_rate = h, shape.tied_kv, shape.dropout_rate
-        self.logit_scale = k ** -0.5 if bert_init else 1.0
+        self.logit_scale = k**-0.5 if bert_init else 1.0
         kv_axis = None if shape.shared_heads else "heads"
         if bert_init:
             q_init = kv_init = o_init = normal(0.02)
         else:  # Mesh TF / t5x initialisation
-            q_init, kv_init, o_init = normal((d * k) ** -0.5), normal(d ** -0.5), normal((h * k) ** -0.5)
+            q_init, kv_init, o_init = normal((d * k) ** -0.5), normal(d**-0.5), normal((h * k) ** -0.5)
         self.query = param(rngs, q_init, (d, h, k), ("embed", "heads", "kv"))
         self.key = param(rngs, kv_init, (d, kvh, k), ("embed", kv_axis, "kv"))
         if not shape.tied_kv:
@@ -136,8 +136,8 @@ class MLP(nnx.Module):
         d, f = shape.d_model, shape.d_ff
         self.gating, self.dropout_rate = shape.ffn_gating, shape.dropout_rate
         self.act = {"relu": jax.nn.relu, "gelu": lambda x: jax.nn.gelu(x, approximate=True)}[shape.ffn_activation]
-        in_init = normal(0.02) if bert_init else normal(d ** -0.5)
-        out_init = normal(0.02) if bert_init else normal(shape.ffn_hidden ** -0.5)
+        in_init = normal(0.02) if bert_init else normal(d**-0.5)
+        out_init = normal(0.02) if bert_init else normal(shape.ffn_hidden**-0.5)
         self.wi = param(rngs, in_init, (d, f), ("embed", "mlp"))
         if self.gating == "gated":
             self.wi_gate = param(rngs, in_init, (d, f), ("embed", "mlp"))
@@ -166,8 +166,9 @@ class MLP(nnx.Module):
         return y
 
 
-def relative_position_bucket(relative_position: jax.Array, bidirectional: bool, num_buckets: int,
-                             max_distance: int) -> jax.Array:
+def relative_position_bucket(
+    relative_position: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
     """T5's bucketing: exact buckets for small offsets, log-spaced up to max_distance (Raffel et al. 2019)."""
     n = -relative_position
     ret = jnp.zeros_like(n)
@@ -181,7 +182,8 @@ def relative_position_bucket(relative_position: jax.Array, bidirectional: bool, 
     is_small = n < max_exact
     val_if_large = max_exact + (
         jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / max_exact)
-        / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
     ).astype(jnp.int32)
     val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
     return ret + jnp.where(is_small, n, val_if_large)
@@ -225,8 +227,9 @@ def sinusoidal(positions: jax.Array, d_model: int) -> jax.Array:
     return jnp.pad(enc, [(0, 0)] * (enc.ndim - 1) + [(0, d_model - 2 * half)])
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
-                  z_loss: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+def cross_entropy(
+    logits: jax.Array, targets: jax.Array, weights: jax.Array, z_loss: float
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Summed weighted cross-entropy (+ z-loss), with sums the trainer divides by the global weight."""
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
@@ -250,9 +253,16 @@ def stack(make_layer: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: n
     return create(rngs)
 
 
-def scan_layers(body: Callable, x: jax.Array, rng: jax.Array | None, num_layers: int, *,
-                stacked: nnx.Module | None = None, shared: nnx.Module | None = None,
-                remat: str = "none") -> jax.Array:
+def scan_layers(
+    body: Callable,
+    x: jax.Array,
+    rng: jax.Array | None,
+    num_layers: int,
+    *,
+    stacked: nnx.Module | None = None,
+    shared: nnx.Module | None = None,
+    remat: str = "none",
+) -> jax.Array:
     """Runs `body(layer, shared, x, key)` `num_layers` times with `jax.lax.scan`, so compile time is flat in
     depth. `layer` is step i's slice of the `stacked` module; `shared` is reused at every step (ALBERT-style
     sharing); `key` is step i's dropout key, or None when `rng` is None.
@@ -291,4 +301,3 @@ def shift_right(targets: jax.Array) -> jax.Array:
     arrays too and returns a jax array."""
     targets = jnp.asarray(targets)
     return jnp.pad(targets, [(0, 0)] * (targets.ndim - 1) + [(1, 0)])[..., :-1]
-

@@ -21,9 +21,7 @@ import re
 from typing import Literal
 
 from scaling.data.vocab import NUM_EXTRA_IDS, T5_VOCAB_SIZE
-
 from scaling.errors import UserError
-
 
 Family = Literal["t5", "bert"]
 
@@ -159,18 +157,49 @@ def validate(s: Shape) -> None:
 
 # ----------------------------------------------------------------------------------------------- presets
 
+
 def _t5(preset: str, layers: int, d_ff: int, d_model: int, d_kv: int, heads: int) -> Shape:
-    return Shape(family="t5", preset=preset, num_encoder_layers=layers, num_decoder_layers=layers,
-                 d_model=d_model, d_ff=d_ff, num_heads=heads, d_kv=d_kv, vocab_size=T5_VOCAB_SIZE, dropout_rate=0.1)
+    return Shape(
+        family="t5",
+        preset=preset,
+        num_encoder_layers=layers,
+        num_decoder_layers=layers,
+        d_model=d_model,
+        d_ff=d_ff,
+        num_heads=heads,
+        d_kv=d_kv,
+        vocab_size=T5_VOCAB_SIZE,
+        dropout_rate=0.1,
+    )
 
 
 def _bert(preset: str, layers: int, d_model: int, heads: int, d_ff: int, vocab: int, **switches) -> Shape:
-    base = dict(family="bert", preset=preset, num_encoder_layers=layers, num_decoder_layers=0, d_model=d_model,
-                d_ff=d_ff, num_heads=heads, d_kv=d_model // heads, vocab_size=vocab, ffn_activation="gelu",
-                tie_embeddings=True, position_embedding="learned", max_length=512, norm_kind="layer",
-                norm_position="post", norm_eps=1e-12, attention_bias=True, linear_bias=True, type_vocab_size=2,
-                embedding_norm=True, final_norm=False, head_transform=True, decoder_bias=True,
-                dropout_rate=0.1)
+    base = dict(
+        family="bert",
+        preset=preset,
+        num_encoder_layers=layers,
+        num_decoder_layers=0,
+        d_model=d_model,
+        d_ff=d_ff,
+        num_heads=heads,
+        d_kv=d_model // heads,
+        vocab_size=vocab,
+        ffn_activation="gelu",
+        tie_embeddings=True,
+        position_embedding="learned",
+        max_length=512,
+        norm_kind="layer",
+        norm_position="post",
+        norm_eps=1e-12,
+        attention_bias=True,
+        linear_bias=True,
+        type_vocab_size=2,
+        embedding_norm=True,
+        final_norm=False,
+        head_transform=True,
+        decoder_bias=True,
+        dropout_rate=0.1,
+    )
     return Shape(**{**base, **switches})
 
 
@@ -197,10 +226,26 @@ BERT_PRESETS: dict[str, Shape] = {
     # Cramming's final recipe: 16 pre-LN layers, no biases, GLU FFN without width compensation, scaled
     # sinusoidal positions, norm after the embedding and at the end, no head transform or decoder bias,
     # sparse prediction, sequence length 128, vocabulary 2^15.
-    "crammed-bert": _bert("crammed-bert", 16, 768, 12, 3072, 32768, ffn_gating="split",
-                          position_embedding="scaled-sinusoidal", max_length=128, norm_position="pre",
-                          attention_bias=False, linear_bias=False, type_vocab_size=0, final_norm=True,
-                          head_transform=False, decoder_bias=False, sparse_prediction=True, dropout_rate=0.0),
+    "crammed-bert": _bert(
+        "crammed-bert",
+        16,
+        768,
+        12,
+        3072,
+        32768,
+        ffn_gating="split",
+        position_embedding="scaled-sinusoidal",
+        max_length=128,
+        norm_position="pre",
+        attention_bias=False,
+        linear_bias=False,
+        type_vocab_size=0,
+        final_norm=True,
+        head_transform=False,
+        decoder_bias=False,
+        sparse_prediction=True,
+        dropout_rate=0.0,
+    ),
 }
 # Train Large, Then Compress: RoBERTa encoders over depth × hidden, FFN 4H, H/64 heads, with the layer norm
 # moved to the input of every sub-layer (pre-norm, Section 2.1) and so a final norm.
@@ -209,8 +254,17 @@ LI_WIDTHS = (256, 512, 768, 1024, 1536)
 for _depth in LI_DEPTHS:
     for _width in LI_WIDTHS:
         _name = f"roberta-l{_depth}-h{_width}"
-        BERT_PRESETS[_name] = _bert(_name, _depth, _width, _width // 64, 4 * _width, 50265, type_vocab_size=0,
-                                    norm_position="pre", final_norm=True)
+        BERT_PRESETS[_name] = _bert(
+            _name,
+            _depth,
+            _width,
+            _width // 64,
+            4 * _width,
+            50265,
+            type_vocab_size=0,
+            norm_position="pre",
+            final_norm=True,
+        )
 
 PRESETS: dict[str, Shape] = {**T5_PRESETS, **BERT_PRESETS}
 
@@ -256,11 +310,13 @@ def canonical_name(s: Shape) -> str:
 
 def _accepted() -> str:
     named_bert = sorted(k for k in BERT_PRESETS if not k.startswith("roberta-l"))
-    return (f"a preset ({', '.join(T5_PRESETS)}, {', '.join(named_bert)}, "
-            f"roberta-l{{{','.join(map(str, LI_DEPTHS))}}}-h{{{','.join(map(str, LI_WIDTHS))}}}; "
-            f"codes {', '.join(k.upper() for k in T5_ABBREVIATIONS)}) joined by '-', '_' or ' ' with knobs "
-            f"NL<n> EL<n> DL<n> DM<n> FF<n> NH<n> KV<n> (k = 1024), SH, SKV, Table 4's <n>L / <n>EL, "
-            f"and '{V1_1}' for T5 v1.1 style; e.g. small-nl24, NL32-XL, DM2K-BA, 'Small 16L', base-ff2k")
+    return (
+        f"a preset ({', '.join(T5_PRESETS)}, {', '.join(named_bert)}, "
+        f"roberta-l{{{','.join(map(str, LI_DEPTHS))}}}-h{{{','.join(map(str, LI_WIDTHS))}}}; "
+        f"codes {', '.join(k.upper() for k in T5_ABBREVIATIONS)}) joined by '-', '_' or ' ' with knobs "
+        f"NL<n> EL<n> DL<n> DM<n> FF<n> NH<n> KV<n> (k = 1024), SH, SKV, Table 4's <n>L / <n>EL, "
+        f"and '{V1_1}' for T5 v1.1 style; e.g. small-nl24, NL32-XL, DM2K-BA, 'Small 16L', base-ff2k"
+    )
 
 
 def _split_preset(normalized: str) -> tuple[str, list[str]]:
@@ -269,11 +325,11 @@ def _split_preset(normalized: str) -> tuple[str, list[str]]:
     for preset in sorted(PRESETS, key=len, reverse=True):
         width = preset.count("-") + 1
         for start in (0, len(tokens) - width):
-            if start >= 0 and "-".join(tokens[start:start + width]) == preset:
-                return preset, tokens[:start] + tokens[start + width:]
+            if start >= 0 and "-".join(tokens[start : start + width]) == preset:
+                return preset, tokens[:start] + tokens[start + width :]
     for i, tok in enumerate(tokens):
         if tok in T5_ABBREVIATIONS:
-            return T5_ABBREVIATIONS[tok], tokens[:i] + tokens[i + 1:]
+            return T5_ABBREVIATIONS[tok], tokens[:i] + tokens[i + 1 :]
     raise ShapeError(f"no preset in shape name; accepted: {_accepted()}")
 
 
@@ -291,9 +347,9 @@ def parse(name: str, **overrides) -> Shape:
     values: dict[str, int] = {}
     flags: set[str] = set()
     for tok in tokens:
-        if (m := _OP_RE.match(tok)):
+        if m := _OP_RE.match(tok):
             op, value = m.group(1), int(m.group(2)) * (1024 if m.group(3) else 1)
-        elif (m := _TABLE4_RE.match(tok)):
+        elif m := _TABLE4_RE.match(tok):
             op, value = {"l": "nl", "el": "el", "dl": "dl"}[m.group(2)], int(m.group(1))
         elif tok in _FLAGS or tok == V1_1:
             if tok in flags:
@@ -329,8 +385,10 @@ def parse(name: str, **overrides) -> Shape:
     if base.family == "bert" and ({"dm", "nh"} & values.keys()):
         d_model, heads = fields.get("d_model", base.d_model), fields.get("num_heads", base.num_heads)
         if d_model % heads:
-            raise ShapeError(f"{name!r}: num_heads = {heads} does not divide d_model = {d_model}; "
-                             f"BERT heads are d_model/NH wide, so pick NH dividing DM")
+            raise ShapeError(
+                f"{name!r}: num_heads = {heads} does not divide d_model = {d_model}; "
+                f"BERT heads are d_model/NH wide, so pick NH dividing DM"
+            )
         fields["d_kv"] = d_model // heads
     fields["shared_heads"] = "sh" in flags
     fields["tied_kv"] = "skv" in flags
@@ -340,8 +398,19 @@ def parse(name: str, **overrides) -> Shape:
 
 
 # Fields a name's knobs already set; switches are the rest (architecture choices with no knob).
-_KNOB_FIELDS = ("family", "preset", "num_encoder_layers", "num_decoder_layers", "d_model", "d_ff", "num_heads",
-                "d_kv", "vocab_size", "shared_heads", "tied_kv")
+_KNOB_FIELDS = (
+    "family",
+    "preset",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "d_model",
+    "d_ff",
+    "num_heads",
+    "d_kv",
+    "vocab_size",
+    "shared_heads",
+    "tied_kv",
+)
 
 
 def parse_switches(text: str) -> dict[str, object]:

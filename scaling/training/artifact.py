@@ -64,9 +64,11 @@ log = logging.getLogger(__name__)
 
 PROVENANCE_KINDS = ("train", "import-hf", "import-mesh-tf", "finetune", "prune", "quantize")
 
-_EXPECTED = (f"a model artifact ({MODEL_FILE} + {PARAMS_DIR}/, from `python -m scaling.convert import-hf`, "
-             f"finetuning or compression), a training workdir ({MODEL_FILE} or {TRAINING_CONFIG_FILE}, with "
-             f"{CHECKPOINTS_DIR}/) or an older converted checkpoint ({LEGACY_SHAPE_FILE} + {PARAMS_DIR}/)")
+_EXPECTED = (
+    f"a model artifact ({MODEL_FILE} + {PARAMS_DIR}/, from `python -m scaling.convert import-hf`, "
+    f"finetuning or compression), a training workdir ({MODEL_FILE} or {TRAINING_CONFIG_FILE}, with "
+    f"{CHECKPOINTS_DIR}/) or an older converted checkpoint ({LEGACY_SHAPE_FILE} + {PARAMS_DIR}/)"
+)
 
 
 class ArtifactError(ScalingError):
@@ -114,6 +116,7 @@ class Artifact:
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
 def abstract_model(shape: shapes.Shape, head: Mapping[str, Any] | None = None) -> nnx.Module:
     """The structure of the model an artifact holds, with ShapeDtypeStruct leaves (float32 parameters)."""
     if not head or shape.is_encoder_decoder:  # T5 finetunes text to text: its `head` only names the task
@@ -158,15 +161,17 @@ def vocabulary_bytes(vocabulary: Any) -> bytes | None:
         return Path(source).read_bytes()
     sp_model = getattr(vocabulary, "sp_model", None)
     if sp_model is None:
-        raise UserError(f"{type(vocabulary).__name__} is not a sentencepiece vocabulary; a model artifact stores "
-                        f"the sentencepiece model itself")
+        raise UserError(
+            f"{type(vocabulary).__name__} is not a sentencepiece vocabulary; a model artifact stores "
+            f"the sentencepiece model itself"
+        )
     # seqio's copy of the model carries the sentinels as pieces; store the model as trained.
     from sentencepiece import sentencepiece_model_pb2
 
     proto = sentencepiece_model_pb2.ModelProto.FromString(bytes(sp_model))
     extra = getattr(vocabulary, "extra_ids", 0) or 0
-    if extra and all(p.piece.lstrip("▁").startswith("<extra_id_") for p in proto.pieces[len(proto.pieces) - extra:]):
-        del proto.pieces[len(proto.pieces) - extra:]
+    if extra and all(p.piece.lstrip("▁").startswith("<extra_id_") for p in proto.pieces[len(proto.pieces) - extra :]):
+        del proto.pieces[len(proto.pieces) - extra :]
     return proto.SerializeToString()
 
 
@@ -176,8 +181,10 @@ def as_vocabulary(vocabulary: Any, extra_ids: int = vocab_lib.NUM_EXTRA_IDS) -> 
         return vocabulary
     path = Path(vocabulary)
     if not path.is_file():
-        raise UserError(f"vocabulary {str(vocabulary)!r} not found: give a sentencepiece .model file "
-                        f"(a Hugging Face T5 checkpoint ships it as spiece.model)")
+        raise UserError(
+            f"vocabulary {str(vocabulary)!r} not found: give a sentencepiece .model file "
+            f"(a Hugging Face T5 checkpoint ships it as spiece.model)"
+        )
     return seqio.SentencePieceVocabulary(str(path.absolute()), extra_ids=extra_ids, reverse_extra_ids=True)
 
 
@@ -197,21 +204,25 @@ def check_vocabulary(vocabulary: seqio.Vocabulary, shape: shapes.Shape, where: s
     what = _describe_vocabulary(vocabulary)
     fix = "pass the model's own sentencepiece file (a Hugging Face T5 checkpoint's spiece.model)"
     if n > m:
-        raise VocabularyMismatchError(f"{where}: the vocabulary {what} has more ids than the model embeds "
-                                      f"({m}); {fix}")
+        raise VocabularyMismatchError(f"{where}: the vocabulary {what} has more ids than the model embeds ({m}); {fix}")
     if m > 128 * math.ceil(n / 128):
-        raise VocabularyMismatchError(f"{where}: the model embeds {m} ids but the vocabulary {what} only "
-                                      f"{n} (a model for it would embed {128 * math.ceil(n / 128)}): it is not "
-                                      f"the model's vocabulary; {fix}")
+        raise VocabularyMismatchError(
+            f"{where}: the model embeds {m} ids but the vocabulary {what} only "
+            f"{n} (a model for it would embed {128 * math.ceil(n / 128)}): it is not "
+            f"the model's vocabulary; {fix}"
+        )
     tokenizer = getattr(vocabulary, "tokenizer", None)
-    special = {"pad": (tokenizer.pad_id() if tokenizer is not None else vocabulary.pad_id, vocab_lib.PAD_ID),
-               "eos": (vocabulary.eos_id, vocab_lib.EOS_ID),
-               "unk": (vocabulary.unk_id, vocab_lib.UNK_ID)}
+    special = {
+        "pad": (tokenizer.pad_id() if tokenizer is not None else vocabulary.pad_id, vocab_lib.PAD_ID),
+        "eos": (vocabulary.eos_id, vocab_lib.EOS_ID),
+        "unk": (vocabulary.unk_id, vocab_lib.UNK_ID),
+    }
     wrong = {name: got for name, (got, want) in special.items() if got != want}
     if wrong:
         raise VocabularyMismatchError(
             f"{where}: the vocabulary {what} has special ids {wrong}, but models here use pad "
-            f"{vocab_lib.PAD_ID}, EOS {vocab_lib.EOS_ID}, unk {vocab_lib.UNK_ID}; {fix}")
+            f"{vocab_lib.PAD_ID}, EOS {vocab_lib.EOS_ID}, unk {vocab_lib.UNK_ID}; {fix}"
+        )
 
 
 def shape_from_training_config(config: Mapping[str, Any]) -> shapes.Shape:
@@ -228,8 +239,7 @@ def shape_from_training_config(config: Mapping[str, Any]) -> shapes.Shape:
 
         vocab_size = 128 * math.ceil(tasks.vocabulary(data["task"]).vocab_size / 128)
     try:
-        overrides: dict[str, Any] = {**shapes.parse_switches(model.get("switches", "") or ""),
-                                     "vocab_size": vocab_size}
+        overrides: dict[str, Any] = {**shapes.parse_switches(model.get("switches", "") or ""), "vocab_size": vocab_size}
     except shapes.ShapeError as e:
         raise shapes.ShapeError(f"config.model.switches: {e}") from None
     if model.get("dropout_rate") is not None:
@@ -244,8 +254,9 @@ def _shape_from_record(fields: Mapping[str, Any], where: Path) -> shapes.Shape:
     known = {f.name for f in dataclasses.fields(shapes.Shape)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ArtifactError(f"{where}: shape field(s) {unknown} unknown to this version of the code; it was "
-                            f"written by a newer one")
+        raise ArtifactError(
+            f"{where}: shape field(s) {unknown} unknown to this version of the code; it was written by a newer one"
+        )
     try:
         return shapes.Shape(**fields)
     except TypeError as e:
@@ -268,18 +279,28 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _descriptor(shape: shapes.Shape, has_vocabulary: bool, extra_ids: int, provenance_: Mapping[str, Any],
-                head: Mapping[str, Any] | None) -> dict[str, Any]:
+def _descriptor(
+    shape: shapes.Shape,
+    has_vocabulary: bool,
+    extra_ids: int,
+    provenance_: Mapping[str, Any],
+    head: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     prov = dict(provenance_)
     if "kind" not in prov:
         raise ValueError(f"provenance {prov} needs a 'kind' ({', '.join(PROVENANCE_KINDS)}, ...)")
     prov.setdefault("source", None)
     prov.setdefault("step", None)
     prov.setdefault("created", _now())
-    return {"format": FORMAT, "name": shape.name, "shape": dataclasses.asdict(shape),
-            "vocabulary": VOCABULARY_FILE if has_vocabulary else None,
-            "vocabulary_extra_ids": extra_ids if has_vocabulary else None,
-            "provenance": prov, "head": dict(head) if head else None}
+    return {
+        "format": FORMAT,
+        "name": shape.name,
+        "shape": dataclasses.asdict(shape),
+        "vocabulary": VOCABULARY_FILE if has_vocabulary else None,
+        "vocabulary_extra_ids": extra_ids if has_vocabulary else None,
+        "provenance": prov,
+        "head": dict(head) if head else None,
+    }
 
 
 def _encode(record: Mapping[str, Any]) -> bytes:
@@ -288,9 +309,18 @@ def _encode(record: Mapping[str, Any]) -> bytes:
 
 # ------------------------------------------------------------------------------------------------ save
 
-def save(directory: str | os.PathLike, *, shape: shapes.Shape, params: Any, vocabulary: Any,
-         provenance: Mapping[str, Any], head: Mapping[str, Any] | None = None, masks: Any | None = None,
-         overwrite: bool = False) -> Path:
+
+def save(
+    directory: str | os.PathLike,
+    *,
+    shape: shapes.Shape,
+    params: Any,
+    vocabulary: Any,
+    provenance: Mapping[str, Any],
+    head: Mapping[str, Any] | None = None,
+    masks: Any | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Writes a model artifact: `model.json`, `vocabulary.model` (when `vocabulary` is not None), orbax
     `params/` (and `masks/`). Returns the directory.
 
@@ -344,8 +374,14 @@ def _sync(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabulary: Any,
-                     provenance: Mapping[str, Any], head: Mapping[str, Any] | None = None) -> Path:
+def describe_workdir(
+    workdir: str | os.PathLike,
+    *,
+    shape: shapes.Shape,
+    vocabulary: Any,
+    provenance: Mapping[str, Any],
+    head: Mapping[str, Any] | None = None,
+) -> Path:
     """Writes `model.json` and `vocabulary.model` into a training workdir (process 0; idempotent).
 
     The trainer calls it when a run starts, so that :func:`load` and every command read the workdir without
@@ -365,10 +401,18 @@ def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabul
             old = json.loads(model_path.read_text())
         except ValueError:
             old = {}
-        same_vocabulary = (vocabulary_path.read_bytes() == stored_vocabulary if vocabulary_path.is_file()
-                           else stored_vocabulary is None)
-        if (old.get("format") == FORMAT and old.get("shape") == record["shape"] and same_vocabulary
-                and old.get("vocabulary") == record["vocabulary"] and old.get("head") == record["head"]):
+        same_vocabulary = (
+            vocabulary_path.read_bytes() == stored_vocabulary
+            if vocabulary_path.is_file()
+            else stored_vocabulary is None
+        )
+        if (
+            old.get("format") == FORMAT
+            and old.get("shape") == record["shape"]
+            and same_vocabulary
+            and old.get("vocabulary") == record["vocabulary"]
+            and old.get("head") == record["head"]
+        ):
             return workdir
         log.warning("%s describes another model than this run trains; rewriting it", model_path)
     if stored_vocabulary is not None:
@@ -380,6 +424,7 @@ def describe_workdir(workdir: str | os.PathLike, *, shape: shapes.Shape, vocabul
 
 
 # ------------------------------------------------------------------------------------------------ load
+
 
 @dataclasses.dataclass(frozen=True)
 class _Found:
@@ -413,10 +458,14 @@ def _not_a_model(path: Path) -> str:
     names = sorted(p.name for p in path.iterdir())
     listing = ", ".join(names[:8]) + (f", … ({len(names)} entries)" if len(names) > 8 else "") or "nothing"
     hint = ""
-    if (path / "config.json").is_file() and any((path / f).exists() for f in (
-            "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "flax_model.msgpack")):
-        hint = (f"; it looks like a Hugging Face checkpoint: import it first with "
-                f"`python -m scaling.convert import-hf {path} DST`")
+    if (path / "config.json").is_file() and any(
+        (path / f).exists()
+        for f in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "flax_model.msgpack")
+    ):
+        hint = (
+            f"; it looks like a Hugging Face checkpoint: import it first with "
+            f"`python -m scaling.convert import-hf {path} DST`"
+        )
     elif path.name == CHECKPOINTS_DIR or (path.name.isdigit() and path.parent.name == CHECKPOINTS_DIR):
         workdir = path.parent if path.name == CHECKPOINTS_DIR else path.parent.parent
         hint = f"; pass the training workdir {workdir} instead"
@@ -437,30 +486,39 @@ def _found_descriptor(path: Path) -> _Found:
     if record.get("vocabulary"):
         vocabulary = path / record["vocabulary"]
         if not vocabulary.is_file():
-            raise ArtifactError(f"{path / MODEL_FILE} names the vocabulary {record['vocabulary']}, which is missing "
-                                f"from {path}")
+            raise ArtifactError(
+                f"{path / MODEL_FILE} names the vocabulary {record['vocabulary']}, which is missing from {path}"
+            )
     extra_ids = record.get("vocabulary_extra_ids") or vocab_lib.NUM_EXTRA_IDS
-    return _Found(layout, shape, vocabulary, extra_ids, dict(record.get("provenance") or {}),
-                  record.get("head") or None, path)
+    return _Found(
+        layout, shape, vocabulary, extra_ids, dict(record.get("provenance") or {}), record.get("head") or None, path
+    )
 
 
 def _found_legacy_converted(path: Path) -> _Found:
     record = _read_json(path / LEGACY_SHAPE_FILE)
     if record.get("format") != LEGACY_FORMAT:
-        raise ArtifactError(f"{path / LEGACY_SHAPE_FILE}: format {record.get('format')!r}, expected "
-                            f"{LEGACY_FORMAT!r}")
+        raise ArtifactError(f"{path / LEGACY_SHAPE_FILE}: format {record.get('format')!r}, expected {LEGACY_FORMAT!r}")
     shape = _shape_from_record(record["shape"], path / LEGACY_SHAPE_FILE)
     source = str(record.get("source", ""))
     kind = "import-mesh-tf" if "model.ckpt" in source else "import"
-    return _Found("artifact", shape, None, vocab_lib.NUM_EXTRA_IDS,
-                  {"kind": kind, "source": source, "step": None, "created": None}, None, path)
+    return _Found(
+        "artifact",
+        shape,
+        None,
+        vocab_lib.NUM_EXTRA_IDS,
+        {"kind": kind, "source": source, "step": None, "created": None},
+        None,
+        path,
+    )
 
 
 def _found_legacy_finetuned(path: Path) -> _Found:
     record = _read_json(path / LEGACY_FINETUNED_FILE)
     if record.get("format") != LEGACY_FINETUNED_FORMAT:
-        raise ArtifactError(f"{path / LEGACY_FINETUNED_FILE}: format {record.get('format')!r}, expected "
-                            f"{LEGACY_FINETUNED_FORMAT!r}")
+        raise ArtifactError(
+            f"{path / LEGACY_FINETUNED_FILE}: format {record.get('format')!r}, expected {LEGACY_FINETUNED_FORMAT!r}"
+        )
     shape = _shape_from_record(record["shape"], path / LEGACY_FINETUNED_FILE)
     head = None
     if not shape.is_encoder_decoder:
@@ -472,9 +530,15 @@ def _found_legacy_finetuned(path: Path) -> _Found:
             raise ArtifactError(f"{path / PARAMS_DIR} could not be read ({type(e).__name__}: {e})") from e
     vocabulary = record.get("vocabulary") or vocab_lib.DEFAULT_SPM_PATH
     extra = {k: v for k, v in record.items() if k not in ("format", "shape", "vocabulary", "task")}
-    return _Found("artifact", shape, Path(vocabulary), vocab_lib.NUM_EXTRA_IDS,
-                  {"kind": "finetune", "source": str(path), "step": None, "created": None,
-                   "task": record.get("task"), **extra}, head, path)
+    return _Found(
+        "artifact",
+        shape,
+        Path(vocabulary),
+        vocab_lib.NUM_EXTRA_IDS,
+        {"kind": "finetune", "source": str(path), "step": None, "created": None, "task": record.get("task"), **extra},
+        head,
+        path,
+    )
 
 
 def _found_legacy_workdir(path: Path) -> _Found:
@@ -483,8 +547,9 @@ def _found_legacy_workdir(path: Path) -> _Found:
         task = config["data"]["task"]
         config["model"]["name"]
     except (KeyError, TypeError):
-        raise ArtifactError(f"{path / TRAINING_CONFIG_FILE} is not a training config (no model.name / data.task)") \
-            from None
+        raise ArtifactError(
+            f"{path / TRAINING_CONFIG_FILE} is not a training config (no model.name / data.task)"
+        ) from None
     vocabulary = None
     try:
         from scaling.data import tasks
@@ -493,14 +558,22 @@ def _found_legacy_workdir(path: Path) -> _Found:
     except (ValueError, KeyError) as e:  # seqio's error for a task that is not registered
         log.warning("%s: the data task %r is not registered (%s); the model has no vocabulary", path, task, e)
     if vocabulary is None and not config["model"].get("vocab_size"):
-        raise ArtifactError(f"{path}: the shape needs the vocabulary size of the data task {task!r}, which is not "
-                            f"registered here")
+        raise ArtifactError(
+            f"{path}: the shape needs the vocabulary size of the data task {task!r}, which is not registered here"
+        )
     try:
         shape = shape_from_training_config(config)
     except shapes.ShapeError as e:
         raise ArtifactError(f"{path / TRAINING_CONFIG_FILE}: {e}") from None
-    return _Found("workdir", shape, vocabulary, getattr(vocabulary, "extra_ids", vocab_lib.NUM_EXTRA_IDS),
-                  {"kind": "train", "source": str(path), "step": None, "created": None}, None, path)
+    return _Found(
+        "workdir",
+        shape,
+        vocabulary,
+        getattr(vocabulary, "extra_ids", vocab_lib.NUM_EXTRA_IDS),
+        {"kind": "train", "source": str(path), "step": None, "created": None},
+        None,
+        path,
+    )
 
 
 def load_shape(path: str | os.PathLike) -> shapes.Shape:
@@ -518,9 +591,14 @@ def _restore(directory: Path, target: Any, partial: bool = False) -> Any:
     try:
         if partial:
             with ocp.PyTreeCheckpointer() as checkpointer:
-                return checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
-                    item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                    partial_restore=True))
+                return checkpointer.restore(
+                    directory,
+                    args=ocp.args.PyTreeRestore(
+                        item=target,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                        partial_restore=True,
+                    ),
+                )
         with ocp.StandardCheckpointer() as checkpointer:
             return checkpointer.restore(directory, target)
     except Exception as e:  # orbax/tensorstore raise many types for truncated or mismatched files
@@ -531,11 +609,16 @@ def _restore_workdir(path: Path, target: Any, masks_target: Any) -> tuple[Any, A
     """The parameters (and pruning masks, when the run was masked) of the newest step under `path/checkpoints`
     that reads, and that step."""
     ckpt_dir = path / CHECKPOINTS_DIR
-    steps = sorted((int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit()),
-                   reverse=True) if ckpt_dir.is_dir() else []
+    steps = (
+        sorted((int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True)
+        if ckpt_dir.is_dir()
+        else []
+    )
     if not steps:
-        raise ArtifactError(f"{path} holds no parameters yet: no {PARAMS_DIR}/ and no checkpoint in "
-                            f"{CHECKPOINTS_DIR}/ (a run that has not saved one yet, or an incomplete copy)")
+        raise ArtifactError(
+            f"{path} holds no parameters yet: no {PARAMS_DIR}/ and no checkpoint in "
+            f"{CHECKPOINTS_DIR}/ (a run that has not saved one yet, or an incomplete copy)"
+        )
     failures = []
     for step in steps:
         step_dir = ckpt_dir / str(step)
@@ -575,8 +658,10 @@ def load(path: str | os.PathLike, *, vocabulary: Any = None, abstract_params: An
     else:
         vocabulary = as_vocabulary(found.vocabulary, found.extra_ids)
         if vocabulary is not None and vocabulary.vocab_size > found.shape.vocab_size:
-            raise ArtifactError(f"{found.path}: the stored vocabulary {_describe_vocabulary(vocabulary)} has more "
-                                f"ids than the model embeds ({found.shape.vocab_size})")
+            raise ArtifactError(
+                f"{found.path}: the stored vocabulary {_describe_vocabulary(vocabulary)} has more "
+                f"ids than the model embeds ({found.shape.vocab_size})"
+            )
     partial = False
     if abstract_params is None:
         target = _single_device(nnx.split(abstract_model(found.shape, head))[1])
@@ -595,8 +680,15 @@ def load(path: str | os.PathLike, *, vocabulary: Any = None, abstract_params: An
             masks = _restore(found.path / MASKS_DIR, masks_target, partial=partial)
     if partial:
         params, masks = params["backbone"], None if masks is None else masks["backbone"]
-    return Artifact(shape=found.shape, params=params, vocabulary=vocabulary, provenance=prov, head=head,
-                    masks=masks, path=found.path)
+    return Artifact(
+        shape=found.shape,
+        params=params,
+        vocabulary=vocabulary,
+        provenance=prov,
+        head=head,
+        masks=masks,
+        path=found.path,
+    )
 
 
 def _top_keys(tree: Any) -> set:
@@ -608,6 +700,20 @@ def _top_keys(tree: Any) -> set:
 
 # ------------------------------------------------------------------- compatibility for unported callers
 
-__all__ = ["Artifact", "ArtifactError", "ArtifactExistsError", "NotAModelError", "VocabularyMismatchError",
-           "abstract_model", "as_vocabulary", "check_vocabulary", "describe_workdir", "load", "load_shape",
-           "provenance", "save", "shape_from_training_config", "vocabulary_bytes"]
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "ArtifactExistsError",
+    "NotAModelError",
+    "VocabularyMismatchError",
+    "abstract_model",
+    "as_vocabulary",
+    "check_vocabulary",
+    "describe_workdir",
+    "load",
+    "load_shape",
+    "provenance",
+    "save",
+    "shape_from_training_config",
+    "vocabulary_bytes",
+]

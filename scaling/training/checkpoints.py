@@ -69,8 +69,11 @@ def abstract_like(tree: Any, shardings: Any = None) -> Any:
 
 def incomplete_reason(step_dir: Path) -> str | None:
     """Why ``step_dir`` is not a complete orbax checkpoint of our two items, or None if it looks complete."""
-    missing = [str(p.relative_to(step_dir)) for p in
-               [step_dir / COMMIT_MARKER, *(step_dir / item / COMMIT_MARKER for item in ITEMS)] if not p.exists()]
+    missing = [
+        str(p.relative_to(step_dir))
+        for p in [step_dir / COMMIT_MARKER, *(step_dir / item / COMMIT_MARKER for item in ITEMS)]
+        if not p.exists()
+    ]
     return f"missing commit marker(s) {missing}" if missing else None
 
 
@@ -78,7 +81,11 @@ class Checkpointer:
     """Saves and restores train states under ``directory`` (one per run; safe to reopen after a crash)."""
 
     def __init__(
-        self, directory: str | os.PathLike, *, save_interval_steps: int = 1000, max_to_keep: int | None = 3,
+        self,
+        directory: str | os.PathLike,
+        *,
+        save_interval_steps: int = 1000,
+        max_to_keep: int | None = 3,
         async_save: bool = True,
     ):
         if not (isinstance(save_interval_steps, int) and save_interval_steps > 0):
@@ -104,8 +111,12 @@ class Checkpointer:
     @classmethod
     def from_config(cls, directory: str | os.PathLike, config: ml_collections.ConfigDict) -> Checkpointer:
         """From the ``config.checkpoint`` block."""
-        return cls(directory, save_interval_steps=config.save_interval_steps, max_to_keep=config.max_to_keep,
-                   async_save=config.async_save)
+        return cls(
+            directory,
+            save_interval_steps=config.save_interval_steps,
+            max_to_keep=config.max_to_keep,
+            async_save=config.async_save,
+        )
 
     def _step_dirs(self) -> Iterable[Path]:
         return (p for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit())
@@ -113,8 +124,9 @@ class Checkpointer:
     def _quarantine(self, step_dir: Path, reason: str) -> None:
         """Move a bad step directory aside (process 0 only) so that orbax no longer counts it as a step."""
         target = step_dir.with_name(f"corrupt-{step_dir.name}-{int(time.time())}")
-        logging.warning("checkpoint %s is unusable (%s); moving it to %s and using the previous one",
-                        step_dir, reason, target)
+        logging.warning(
+            "checkpoint %s is unusable (%s); moving it to %s and using the previous one", step_dir, reason, target
+        )
         if jax.process_index() == 0:
             step_dir.rename(target)
         if jax.process_count() > 1:
@@ -170,8 +182,12 @@ class Checkpointer:
             return restored
         raise CheckpointError(
             f"no usable checkpoint in {self.directory}"
-            + (f"; every step failed (a model/optimizer config that differs from the saved one fails the "
-               f"same way): {[str(e) for e in failures]}" if failures else "")
+            + (
+                f"; every step failed (a model/optimizer config that differs from the saved one fails the "
+                f"same way): {[str(e) for e in failures]}"
+                if failures
+                else ""
+            )
         )
 
     def _restore_step(self, step: int, abstract_state: Any) -> Restored:
@@ -187,8 +203,9 @@ class Checkpointer:
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
             )
         except Exception as error:  # orbax/tensorstore raise many types for truncated or mismatched files.
-            raise CheckpointError(f"checkpoint {step_dir} could not be restored: {type(error).__name__}: "
-                                  f"{error}", step_dir) from error
+            raise CheckpointError(
+                f"checkpoint {step_dir} could not be restored: {type(error).__name__}: {error}", step_dir
+            ) from error
         return Restored(step, restored.state, dict(restored.meta))
 
     def wait(self) -> None:

@@ -73,8 +73,9 @@ def peak_flops(device_kind: str) -> float | None:
     return next((flops for name, flops in PEAK_FLOPS if name in kind), None)
 
 
-def rates(tokens: float, flops: float, seconds: float, *, peak_per_device: float | None,
-          num_devices: int) -> dict[str, float]:
+def rates(
+    tokens: float, flops: float, seconds: float, *, peak_per_device: float | None, num_devices: int
+) -> dict[str, float]:
     """``tokens_per_second`` and (when the peak is known) ``mfu`` over an interval of ``seconds``.
 
     MFU = achieved model FLOP/s / (peak FLOP/s per device x devices), with the analytic model FLOPs.
@@ -111,12 +112,15 @@ class JsonlWriter(metric_writers.MetricWriter):
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self._path.exists():
-            kept = [line for line in self._path.read_text().splitlines() if _step_of(line) is not None
-                    and _step_of(line) <= resume_step]
+            kept = [
+                line
+                for line in self._path.read_text().splitlines()
+                if _step_of(line) is not None and _step_of(line) <= resume_step
+            ]
             tmp = self._path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, self._path)
-        self._file = open(self._path, "a", encoding="utf-8")
+        self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115  open for the writer's lifetime
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         record = {"step": int(step), **{k: _clean(v) for k, v in scalars.items()}}
@@ -151,8 +155,9 @@ class JsonlWriter(metric_writers.MetricWriter):
         self._file.close()
 
 
-def create_writer(workdir: str | os.PathLike, *, resume_step: int | None = None,
-                  asynchronous: bool = True) -> metric_writers.MetricWriter:
+def create_writer(
+    workdir: str | os.PathLike, *, resume_step: int | None = None, asynchronous: bool = True
+) -> metric_writers.MetricWriter:
     """TensorBoard + ``metrics.jsonl`` writer on process 0, a no-op writer elsewhere.
 
     Call ``flush()`` at checkpoints and ``close()`` at the end. ``resume_step``: see :class:`JsonlWriter`.
@@ -160,8 +165,10 @@ def create_writer(workdir: str | os.PathLike, *, resume_step: int | None = None,
     if jax.process_index() != 0:
         return metric_writers.MultiWriter([])
     workdir = Path(workdir)
-    writers = [metric_writers.SummaryWriter(os.fspath(workdir / TENSORBOARD_DIR)),
-               JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step)]
+    writers = [
+        metric_writers.SummaryWriter(os.fspath(workdir / TENSORBOARD_DIR)),
+        JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step),
+    ]
     return metric_writers.AsyncMultiWriter(writers) if asynchronous else metric_writers.MultiWriter(writers)
 
 
@@ -172,8 +179,14 @@ def _duration(seconds: float) -> str:
 def progress_line(step: int, progress: float, seconds: float, metrics: Mapping[str, float]) -> str:
     """One console line: step, budget %, the usual metrics that are present, elapsed and ETA."""
     parts = [f"step {step}", f"{100 * progress:5.1f}%"]
-    formats = {"loss": "loss {:.4f}", "accuracy": "acc {:.3f}", "learning_rate": "lr {:.2e}",
-               "tokens_per_second": "{:,.0f} tok/s", "mfu": "mfu {:.1%}", "eval_loss": "eval_loss {:.4f}"}
+    formats = {
+        "loss": "loss {:.4f}",
+        "accuracy": "acc {:.3f}",
+        "learning_rate": "lr {:.2e}",
+        "tokens_per_second": "{:,.0f} tok/s",
+        "mfu": "mfu {:.1%}",
+        "eval_loss": "eval_loss {:.4f}",
+    }
     parts += [fmt.format(metrics[key]) for key, fmt in formats.items() if metrics.get(key) is not None]
     parts.append(f"elapsed {_duration(seconds)}")
     if 0 < progress < 1:
@@ -205,8 +218,9 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def write_summary(workdir: str | os.PathLike, *, config: Any, final_metrics: Mapping[str, Any],
-                  extra: Mapping[str, Any] | None = None) -> Path | None:
+def write_summary(
+    workdir: str | os.PathLike, *, config: Any, final_metrics: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> Path | None:
     """Write ``WORKDIR/summary.json`` atomically (process 0 only; returns its path there, else None).
 
     ``config`` may be an ``ml_collections.ConfigDict`` or a dict; values JSON cannot hold are written with
@@ -216,7 +230,7 @@ def write_summary(workdir: str | os.PathLike, *, config: Any, final_metrics: Map
         return None
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     summary = {
-        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "written_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "hardware": hardware_info(),
         "software": software_versions(),
         "config": config,

@@ -34,9 +34,9 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling import accounting, models, optim, parallel, shapes
-from scaling.training import artifact, checkpoints, metrics
 from scaling import budget as budget_lib
 from scaling.errors import ScalingError, UserError
+from scaling.training import artifact, checkpoints, metrics
 
 NAN_POLICIES = ("stop", "skip")
 REMAT = ("none", "full", "dots")
@@ -54,39 +54,44 @@ class NonFiniteLossError(ScalingError, FloatingPointError):
 def default_config() -> ml_collections.ConfigDict:
     """Every field a run reads; experiment files in `configs/` start from this and change what differs."""
     placeholder = ml_collections.config_dict.placeholder
-    return ml_collections.ConfigDict({
-        "seed": 0,
-        "init_from": placeholder(str),   # a converted checkpoint (python -m scaling.convert) to start a fresh run from
-        "model": {
-            "name": "small",              # any shape name: small-nl24, NL32-XL, crammed-bert …
-            "vocab_size": placeholder(int),  # None: the data vocabulary's size rounded up to a multiple of 128
-            "dropout_rate": placeholder(float),  # None: the shape's own rate
-            "switches": "",               # architecture switches, e.g. "norm_position=post,linear_bias=true"
-            "dtype": "auto",              # compute dtype: auto = bfloat16 on accelerators, float32 on CPU
-            "remat": "none",              # none | full | dots (rematerialise scanned layers)
-        },
-        "data": {
-            "task": "c4_span_corruption",
-            "inputs_length": 512,
-            "targets_length": 114,        # span corruption only; ignored by MLM tasks
-            "pack": True,
-            "eval_split": "validation",
-            "eval_batches": 10,           # micro-batches per evaluation
-        },
-        "batch_size": 128,                # global examples per optimizer step
-        "micro_batch_size": placeholder(int),  # global examples per accumulation step; None = batch_size
-        "z_loss": 0.0,
-        "nan_policy": "stop",             # stop | skip (drop the update and go on)
-        "log_every_steps": 50,
-        "eval_every_steps": 1000,         # 0: evaluate only at the end
-        "optimizer": optim.default_config(),
-        "budget": budget_lib.default_config(),
-        "parallel": parallel.default_config(),
-        "checkpoint": checkpoints.default_config(),
-    })
+    return ml_collections.ConfigDict(
+        {
+            "seed": 0,
+            "init_from": placeholder(
+                str
+            ),  # a converted checkpoint (python -m scaling.convert) to start a fresh run from
+            "model": {
+                "name": "small",  # any shape name: small-nl24, NL32-XL, crammed-bert …
+                "vocab_size": placeholder(int),  # None: the data vocabulary's size rounded up to a multiple of 128
+                "dropout_rate": placeholder(float),  # None: the shape's own rate
+                "switches": "",  # architecture switches, e.g. "norm_position=post,linear_bias=true"
+                "dtype": "auto",  # compute dtype: auto = bfloat16 on accelerators, float32 on CPU
+                "remat": "none",  # none | full | dots (rematerialise scanned layers)
+            },
+            "data": {
+                "task": "c4_span_corruption",
+                "inputs_length": 512,
+                "targets_length": 114,  # span corruption only; ignored by MLM tasks
+                "pack": True,
+                "eval_split": "validation",
+                "eval_batches": 10,  # micro-batches per evaluation
+            },
+            "batch_size": 128,  # global examples per optimizer step
+            "micro_batch_size": placeholder(int),  # global examples per accumulation step; None = batch_size
+            "z_loss": 0.0,
+            "nan_policy": "stop",  # stop | skip (drop the update and go on)
+            "log_every_steps": 50,
+            "eval_every_steps": 1000,  # 0: evaluate only at the end
+            "optimizer": optim.default_config(),
+            "budget": budget_lib.default_config(),
+            "parallel": parallel.default_config(),
+            "checkpoint": checkpoints.default_config(),
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------ validation
+
 
 def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
     """Field-by-field checks that need no devices; each error names the field and the fix. `data=False` skips the
@@ -144,6 +149,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 
 # --------------------------------------------------------------------------------------------- the run
 
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """Everything derived from the config before the first step: shape, mesh, shardings, compiled costs."""
@@ -196,14 +202,17 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
     shape = resolve_shape(config)
     mlm = spec.objective == "mlm"
     if mlm == shape.is_encoder_decoder:
-        raise ConfigError(f"config.data.task = {config.data.task!r} ({spec.objective}) does not fit "
-                          f"config.model.name = {shape.name!r} ({shape.family}); use a *_span_corruption task "
-                          f"for T5 shapes and a *_mlm task for BERT shapes")
+        raise ConfigError(
+            f"config.data.task = {config.data.task!r} ({spec.objective}) does not fit "
+            f"config.model.name = {shape.name!r} ({shape.family}); use a *_span_corruption task "
+            f"for T5 shapes and a *_mlm task for BERT shapes"
+        )
     inputs = config.data.inputs_length
     if mlm:
         if inputs > shape.max_length and shape.position_embedding == "learned":
-            raise ConfigError(f"config.data.inputs_length = {inputs} exceeds {shape.name}'s max_length "
-                              f"{shape.max_length}")
+            raise ConfigError(
+                f"config.data.inputs_length = {inputs} exceeds {shape.name}'s max_length {shape.max_length}"
+            )
         feature_lengths = {"inputs": inputs}
         sequence = accounting.SequenceLengths.default_for(shape, inputs, mask_rate=spec.mask_rate)
     else:
@@ -215,9 +224,16 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
 ModelBuilder = Callable[..., nnx.Module]  # (shape, *, rngs, dtype, remat) → module, like `models.build`
 
 
-def make_run(config: ml_collections.ConfigDict, shape: shapes.Shape, sequence: accounting.SequenceLengths,
-             feature_lengths: dict[str, int], *, devices: list | None = None, build_model: ModelBuilder = models.build,
-             masked: bool = False) -> Run:
+def make_run(
+    config: ml_collections.ConfigDict,
+    shape: shapes.Shape,
+    sequence: accounting.SequenceLengths,
+    feature_lengths: dict[str, int],
+    *,
+    devices: list | None = None,
+    build_model: ModelBuilder = models.build,
+    masked: bool = False,
+) -> Run:
     """The Run of any model the trainer can train: pretraining (:func:`build_run`), finetuning with a task head
     and pruning recovery (`masked`) all get the same mesh, shardings and optimizer construction from here.
 
@@ -230,9 +246,11 @@ def make_run(config: ml_collections.ConfigDict, shape: shapes.Shape, sequence: a
     micro = config.micro_batch_size or config.batch_size
     batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
     if micro % batch_shards:
-        raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {batch_shards} batch shards "
-                          f"of the mesh (data {mesh.shape['data']} × fsdp {mesh.shape['fsdp']}); change the batch "
-                          f"or config.parallel")
+        raise ConfigError(
+            f"config.micro_batch_size = {micro} is not divisible by the {batch_shards} batch shards "
+            f"of the mesh (data {mesh.shape['data']} × fsdp {mesh.shape['fsdp']}); change the batch "
+            f"or config.parallel"
+        )
     if micro % jax.process_count():
         raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {jax.process_count()} processes")
 
@@ -249,13 +267,28 @@ def make_run(config: ml_collections.ConfigDict, shape: shapes.Shape, sequence: a
     tx = optim.make_optimizer(config.optimizer, nnx.get_partition_spec(abstract_params))
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
     opt_shardings = parallel.derived_shardings(abstract_opt, abstract_params, param_shardings, mesh)
-    return Run(config=config, shape=shape, sequence=sequence, feature_lengths=feature_lengths, mesh=mesh,
-               rules=rules, graphdef=graphdef, param_shardings=param_shardings, opt_shardings=opt_shardings, tx=tx,
-               schedule=optim.make_schedule(config.optimizer), budget=budget_lib.Budget.from_config(config.budget),
-               micro_batch_size=micro, dtype=dtype, build_model=build, masked=masked)
+    return Run(
+        config=config,
+        shape=shape,
+        sequence=sequence,
+        feature_lengths=feature_lengths,
+        mesh=mesh,
+        rules=rules,
+        graphdef=graphdef,
+        param_shardings=param_shardings,
+        opt_shardings=opt_shardings,
+        tx=tx,
+        schedule=optim.make_schedule(config.optimizer),
+        budget=budget_lib.Budget.from_config(config.budget),
+        micro_batch_size=micro,
+        dtype=dtype,
+        build_model=build,
+        masked=masked,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- steps
+
 
 def init_state(run: Run, params: nnx.State | None = None, masks: Any = None) -> dict[str, Any]:
     """Parameters (given, or random and created directly in their shardings, never whole on one device), then
@@ -284,12 +317,17 @@ def imported_params(run: Run) -> nnx.State:
     model; a finetuned BERT gives its backbone), restored into the run's shardings."""
     path = run.config.init_from
     saved = artifact.load_shape(path)
-    differ = {f.name: (getattr(saved, f.name), getattr(run.shape, f.name)) for f in dataclasses.fields(saved)
-              if f.name not in ("preset", "dropout_rate") and getattr(saved, f.name) != getattr(run.shape, f.name)}
+    differ = {
+        f.name: (getattr(saved, f.name), getattr(run.shape, f.name))
+        for f in dataclasses.fields(saved)
+        if f.name not in ("preset", "dropout_rate") and getattr(saved, f.name) != getattr(run.shape, f.name)
+    }
     if differ:
         fields = ", ".join(f"{k} (saved {a}, configured {b})" for k, (a, b) in differ.items())
-        raise ConfigError(f"config.init_from = {path!r} holds shape {saved.name}, which differs from config.model's "
-                          f"{run.shape.name} in {fields}; set config.model.name / vocab_size / switches to match")
+        raise ConfigError(
+            f"config.init_from = {path!r} holds shape {saved.name}, which differs from config.model's "
+            f"{run.shape.name} in {fields}; set config.model.name / vocab_size / switches to match"
+        )
     abstract = jax.eval_shape(lambda: init_state(run))["params"]
     return artifact.load(path, abstract_params=checkpoints.abstract_like(abstract, run.param_shardings)).params
 
@@ -297,6 +335,7 @@ def imported_params(run: Run) -> nnx.State:
 def _loss_fn(graphdef: nnx.GraphDef, z_loss: float) -> Callable:
     def loss(params, batch, key):
         return nnx.merge(graphdef, params).loss(batch, dropout_rng=key, z_loss=z_loss)
+
     return loss
 
 
@@ -313,7 +352,7 @@ def micro_step_fn(run: Run) -> Callable:
 
     def step(params, grads_acc, aux_acc, batch, key):
         grads, aux = grad(params, batch, key)
-        add = lambda a, b: a + b  # noqa: E731
+        add = lambda a, b: a + b
         return jax.tree.map(add, grads_acc, grads), jax.tree.map(add, aux_acc, aux)
 
     return step
@@ -326,8 +365,9 @@ def fused_step_fn(run: Run) -> Callable:
     program: no zeroed accumulator, no sum, no second dispatch, and XLA fuses the update into the backward pass.
     """
     grad, update = _grad_fn(run), update_fn(run)
-    return lambda params, opt_state, batch, key, lr, masks=None: update(params, opt_state, *grad(params, batch, key),
-                                                                        lr, masks)
+    return lambda params, opt_state, batch, key, lr, masks=None: update(
+        params, opt_state, *grad(params, batch, key), lr, masks
+    )
 
 
 def update_fn(run: Run) -> Callable:
@@ -355,8 +395,14 @@ def update_fn(run: Run) -> Callable:
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(aux["z_loss_sum"])
         opt_state = optim.set_learning_rate(opt_state, lr)
         params, opt_state = jax.lax.cond(ok, apply, keep, params, opt_state, grads, weight, masks)
-        metrics_ = {"loss": loss, "accuracy": aux["correct_sum"] / weight, "z_loss": aux["z_loss_sum"] / weight,
-                    "grad_norm": grad_norm, "weight": aux["weight_sum"], "ok": ok}
+        metrics_ = {
+            "loss": loss,
+            "accuracy": aux["correct_sum"] / weight,
+            "z_loss": aux["z_loss_sum"] / weight,
+            "grad_norm": grad_norm,
+            "weight": aux["weight_sum"],
+            "ok": ok,
+        }
         return params, opt_state, metrics_
 
     return update
@@ -369,8 +415,9 @@ def eval_fn(run: Run) -> Callable:
 
 def zero_accumulators(run: Run) -> Callable:
     aux_zeros = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "z_loss_sum", "weight_sum", "correct_sum")}
-    return jax.jit(lambda params: (jax.tree.map(jnp.zeros_like, params), aux_zeros),
-                   out_shardings=(run.param_shardings, None))
+    return jax.jit(
+        lambda params: (jax.tree.map(jnp.zeros_like, params), aux_zeros), out_shardings=(run.param_shardings, None)
+    )
 
 
 @dataclasses.dataclass
@@ -391,21 +438,22 @@ class Compiled:
     def executables(self) -> list[Any]:
         return [e for e in (self.fused, self.micro_step, self.update) if e is not None]
 
-    def step(self, state: dict[str, Any], micro_batches: list[dict[str, jax.Array]], key: jax.Array,
-             lr: jax.typing.ArrayLike) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    def step(
+        self, state: dict[str, Any], micro_batches: list[dict[str, jax.Array]], key: jax.Array, lr: jax.typing.ArrayLike
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """One optimizer step over `micro_batches`; micro-batch m's dropout key is `fold_in(key, m)`."""
         lr = jnp.float32(lr)
         masks = (state["masks"],) if "masks" in state else ()
         if self.fused is not None:
             (batch,) = micro_batches
-            params, opt_state, step_metrics = self.fused(state["params"], state["opt_state"], batch,
-                                                         jax.random.fold_in(key, 0), lr, *masks)
+            params, opt_state, step_metrics = self.fused(
+                state["params"], state["opt_state"], batch, jax.random.fold_in(key, 0), lr, *masks
+            )
         else:
             grads, aux = self.zeros(state["params"])
             for m, batch in enumerate(micro_batches):
                 grads, aux = self.micro_step(state["params"], grads, aux, batch, jax.random.fold_in(key, m))
-            params, opt_state, step_metrics = self.update(state["params"], state["opt_state"], grads, aux, lr,
-                                                          *masks)
+            params, opt_state, step_metrics = self.update(state["params"], state["opt_state"], grads, aux, lr, *masks)
         return {**state, "params": params, "opt_state": opt_state}, step_metrics
 
 
@@ -424,8 +472,7 @@ def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) 
         return Compiled(None, None, None, fused, time.perf_counter() - start)
     zeros = zero_accumulators(run).lower(state["params"]).compile()
     grads0, aux0 = zeros(state["params"])
-    micro = jax.jit(micro_step_fn(run), donate_argnums=(1, 2),
-                    out_shardings=(run.param_shardings, replicated))
+    micro = jax.jit(micro_step_fn(run), donate_argnums=(1, 2), out_shardings=(run.param_shardings, replicated))
     micro = micro.lower(state["params"], grads0, aux0, batch, key).compile()
     update = jax.jit(update_fn(run), donate_argnums=(0, 1), out_shardings=step_outputs)
     update = update.lower(state["params"], state["opt_state"], grads0, aux0, lr, *masks).compile()
@@ -433,6 +480,7 @@ def compile_steps(run: Run, state: dict[str, Any], batch: dict[str, jax.Array]) 
 
 
 # ------------------------------------------------------------------------------------------------- jobs
+
 
 @dataclasses.dataclass(frozen=True)
 class Job:
@@ -461,9 +509,16 @@ def batches(run: Run, split: str, start: int, repeat: bool = True) -> Iterator[d
     """Global micro-batches of `split` from micro-batch `start` on, sharded over the mesh's batch axes."""
     from scaling.data import pipeline
 
-    local = pipeline.get_batches(run.config.data.task, split=split, feature_lengths=run.feature_lengths,
-                                 batch_size=run.micro_batch_size, seed=run.config.seed, start_step=start,
-                                 pack=run.config.data.pack, repeat=repeat)
+    local = pipeline.get_batches(
+        run.config.data.task,
+        split=split,
+        feature_lengths=run.feature_lengths,
+        batch_size=run.micro_batch_size,
+        seed=run.config.seed,
+        start_step=start,
+        pack=run.config.data.pack,
+        repeat=repeat,
+    )
     return (pipeline.make_global_batch(b, run.mesh) for b in local)
 
 
@@ -488,26 +543,37 @@ def loss_evaluator(run: Run, eval_batches: Callable[[], Iterator[dict[str, jax.A
 def pretraining_job(run: Run) -> Job:
     """Pretraining on the config's data task: random (or `init_from`) parameters, evaluation loss on its split."""
     config = run.config
-    eval_batches = lambda: _take(batches(run, config.data.eval_split, 0), config.data.eval_batches)  # noqa: E731
+    eval_batches = lambda: _take(batches(run, config.data.eval_split, 0), config.data.eval_batches)
+
     def describe(workdir: Path) -> None:
         from scaling.data import tasks
 
-        artifact.describe_workdir(workdir, shape=run.shape, vocabulary=tasks.vocabulary(config.data.task),
-                                  provenance={"kind": "train", "source": config.init_from or config.data.task})
+        artifact.describe_workdir(
+            workdir,
+            shape=run.shape,
+            vocabulary=tasks.vocabulary(config.data.task),
+            provenance={"kind": "train", "source": config.init_from or config.data.task},
+        )
 
-    return Job(run=run, train_batches=lambda position: batches(run, "train", position),
-               initial_state=lambda: init_state(run, imported_params(run) if config.init_from else None),
-               evaluate=loss_evaluator(run, eval_batches), describe=describe)
+    return Job(
+        run=run,
+        train_batches=lambda position: batches(run, "train", position),
+        initial_state=lambda: init_state(run, imported_params(run) if config.init_from else None),
+        evaluate=loss_evaluator(run, eval_batches),
+        describe=describe,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ loop
+
 
 def describe(run: Run) -> str:
     """The start-up report: resolved config, shape, costs, mesh and devices."""
     counts = accounting.param_counts(run.shape)
     devices = jax.devices()
     lines = [
-        "config:", run.config.to_json_best_effort(indent=2),
+        "config:",
+        run.config.to_json_best_effort(indent=2),
         f"shape {run.shape.name}: {counts.total:,} parameters ({counts.non_embedding:,} non-embedding), "
         f"sequence {run.sequence.inputs}/{run.sequence.targets}",
         f"FLOPs per step (train, matmul convention): {run.flops_per_example * run.config.batch_size:.4g} "
@@ -518,8 +584,14 @@ def describe(run: Run) -> str:
     return "\n".join(lines)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_steps: int | None = None,
-          devices: list | None = None, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    *,
+    stop_after_steps: int | None = None,
+    devices: list | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Pretrains until the budget is spent (or a preemption, or `stop_after_steps` steps in this call).
 
     Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
@@ -529,8 +601,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_
     return fit(pretraining_job(run), workdir, stop_after_steps=stop_after_steps, print_fn=print_fn).metrics
 
 
-def fit(job: Job, workdir: str | Path, *, stop_after_steps: int | None = None,
-        print_fn: Callable[[str], None] = print) -> Fitted:
+def fit(
+    job: Job, workdir: str | Path, *, stop_after_steps: int | None = None, print_fn: Callable[[str], None] = print
+) -> Fitted:
     """Runs `job` in `workdir` until its budget is spent, it stops early, it is preempted, or `stop_after_steps`
     steps were taken in this call; resumes from the newest checkpoint there. Every Job goes through here: one
     step, one non-finite policy, one budget, one metrics writer, one checkpoint layout, one exact resume."""
@@ -541,13 +614,20 @@ def fit(job: Job, workdir: str | Path, *, stop_after_steps: int | None = None,
         (workdir / "config.json").write_text(run.config.to_json_best_effort(indent=2) + "\n")
         print_fn(describe(run))
     with contextlib.ExitStack() as cleanup:
-        ckpt = cleanup.enter_context(checkpoints.Checkpointer.from_config(workdir / "checkpoints",
-                                                                          run.config.checkpoint))
+        ckpt = cleanup.enter_context(
+            checkpoints.Checkpointer.from_config(workdir / "checkpoints", run.config.checkpoint)
+        )
         return _loop(job, workdir, ckpt, cleanup, stop_after_steps, print_fn)
 
 
-def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: contextlib.ExitStack,
-          stop_after_steps: int | None, print_fn: Callable[[str], None]) -> Fitted:
+def _loop(
+    job: Job,
+    workdir: Path,
+    ckpt: checkpoints.Checkpointer,
+    cleanup: contextlib.ExitStack,
+    stop_after_steps: int | None,
+    print_fn: Callable[[str], None],
+) -> Fitted:
     run = job.run
     config = run.config
     spent, position, skipped, stopped_early, state = budget_lib.Spent(), 0, 0, False, None
@@ -563,9 +643,14 @@ def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: cont
     last: dict[str, Any] = {}
 
     def metadata() -> dict[str, Any]:
-        return {"spent": spent.as_dict(), "data_position": position, "skipped_steps": skipped,
-                "stopped_early": stopped_early, "shape": run.shape.name,
-                "config": json.loads(config.to_json_best_effort())}
+        return {
+            "spent": spent.as_dict(),
+            "data_position": position,
+            "skipped_steps": skipped,
+            "stopped_early": stopped_early,
+            "shape": run.shape.name,
+            "config": json.loads(config.to_json_best_effort()),
+        }
 
     def finished() -> bool:
         return stopped_early or run.budget.done(spent)
@@ -601,34 +686,54 @@ def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: cont
                         f"loss {step_metrics['loss']} / gradient norm {step_metrics['grad_norm']} is not finite at "
                         f"step {spent.step + 1}; the update was not applied. The last good checkpoint is step "
                         f"{ckpt.latest_step()} in {ckpt.directory}. Lower optimizer.learning_rate, add "
-                        f"optimizer.grad_clip_norm or z_loss, or set nan_policy='skip' to drop such steps.")
+                        f"optimizer.grad_clip_norm or z_loss, or set nan_policy='skip' to drop such steps."
+                    )
                 skipped += 1
                 logging.warning("non-finite loss at step %d: update skipped (%d so far)", spent.step + 1, skipped)
             examples = n_micro * run.micro_batch_size
             seconds = budget_lib.agree_across_processes(time.perf_counter() - started)
-            spent = spent.advance(tokens=examples * run.sequence.tokens, flops=examples * run.flops_per_example,
-                                  seconds=seconds)
+            spent = spent.advance(
+                tokens=examples * run.sequence.tokens, flops=examples * run.flops_per_example, seconds=seconds
+            )
             steps_this_call += 1
             weight = step_metrics["weight"] if step_metrics["ok"] else 0.0  # skipped steps do not count
-            for k, v in (("loss", step_metrics["loss"] * weight if weight else 0.0),
-                         ("accuracy", step_metrics["accuracy"] * weight), ("weight", weight),
-                         ("tokens", examples * run.sequence.tokens), ("flops", examples * run.flops_per_example),
-                         ("seconds", seconds)):
+            for k, v in (
+                ("loss", step_metrics["loss"] * weight if weight else 0.0),
+                ("accuracy", step_metrics["accuracy"] * weight),
+                ("weight", weight),
+                ("tokens", examples * run.sequence.tokens),
+                ("flops", examples * run.flops_per_example),
+                ("seconds", seconds),
+            ):
                 interval[k] = interval.get(k, 0.0) + v
             if job.stop_early is not None and job.check_every and spent.step % job.check_every == 0:
                 stopped_early = job.stop_early(state["params"])
             done = finished()
-            stop = preemption.should_stop(spent.step) or (stop_after_steps is not None
-                                                          and steps_this_call >= stop_after_steps)
+            stop = preemption.should_stop(spent.step) or (
+                stop_after_steps is not None and steps_this_call >= stop_after_steps
+            )
             record: dict[str, Any] = {}
             if spent.step % config.log_every_steps == 0 or done or stop:
                 weight = interval["weight"] or math.nan  # an interval of skipped steps has no loss
-                record = {"loss": interval["loss"] / weight, "accuracy": interval["accuracy"] / weight,
-                          "learning_rate": float(lr), "grad_norm": step_metrics["grad_norm"],
-                          "progress": run.budget.progress(spent), "tokens": spent.tokens, "flops": spent.flops,
-                          "seconds": spent.seconds, "compile_seconds": compile_seconds, "skipped_steps": skipped,
-                          **metrics.rates(interval["tokens"], interval["flops"], interval["seconds"],
-                                          peak_per_device=peak, num_devices=jax.device_count())}
+                record = {
+                    "loss": interval["loss"] / weight,
+                    "accuracy": interval["accuracy"] / weight,
+                    "learning_rate": float(lr),
+                    "grad_norm": step_metrics["grad_norm"],
+                    "progress": run.budget.progress(spent),
+                    "tokens": spent.tokens,
+                    "flops": spent.flops,
+                    "seconds": spent.seconds,
+                    "compile_seconds": compile_seconds,
+                    "skipped_steps": skipped,
+                    **metrics.rates(
+                        interval["tokens"],
+                        interval["flops"],
+                        interval["seconds"],
+                        peak_per_device=peak,
+                        num_devices=jax.device_count(),
+                    ),
+                }
                 interval = {}
             if (config.eval_every_steps and spent.step % config.eval_every_steps == 0) or done:
                 record.update(job.evaluate(state["params"]))
@@ -648,15 +753,22 @@ def _loop(job: Job, workdir: Path, ckpt: checkpoints.Checkpointer, cleanup: cont
     writer.flush()
     counts = accounting.param_counts(run.shape)
     final = {**last, "step": spent.step, "completed": finished(), "stopped_early": stopped_early}
-    metrics.write_summary(workdir, config=config, final_metrics=final, extra={
-        "shape": dataclasses.asdict(run.shape) | {"name": run.shape.name},
-        "params": counts.total, "params_non_embedding": counts.non_embedding,
-        "flops_per_example_train": run.flops_per_example,
-        "flops_per_step_train": run.flops_per_example * config.batch_size,
-        "sequence": {"inputs": run.sequence.inputs, "targets": run.sequence.targets},
-        "budget": {"unit": run.budget.unit, "amount": run.budget.amount, "spent": spent.as_dict()},
-        "mesh": dict(run.mesh.shape), **job.summary,
-    })
+    metrics.write_summary(
+        workdir,
+        config=config,
+        final_metrics=final,
+        extra={
+            "shape": dataclasses.asdict(run.shape) | {"name": run.shape.name},
+            "params": counts.total,
+            "params_non_embedding": counts.non_embedding,
+            "flops_per_example_train": run.flops_per_example,
+            "flops_per_step_train": run.flops_per_example * config.batch_size,
+            "sequence": {"inputs": run.sequence.inputs, "targets": run.sequence.targets},
+            "budget": {"unit": run.budget.unit, "amount": run.budget.amount, "spent": spent.as_dict()},
+            "mesh": dict(run.mesh.shape),
+            **job.summary,
+        },
+    )
     return Fitted(final, state)
 
 
@@ -665,5 +777,18 @@ def _take(iterator: Iterator, n: int) -> Iterator:
         yield item
 
 
-__all__ = ["ConfigError", "Fitted", "Job", "NonFiniteLossError", "Run", "build_run", "default_config", "fit",
-           "make_run", "pretraining_job", "resolve_shape", "train", "validate"]
+__all__ = [
+    "ConfigError",
+    "Fitted",
+    "Job",
+    "NonFiniteLossError",
+    "Run",
+    "build_run",
+    "default_config",
+    "fit",
+    "make_run",
+    "pretraining_job",
+    "resolve_shape",
+    "train",
+    "validate",
+]
