@@ -9,8 +9,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import jax
 import jax.numpy as jnp
 import ml_collections

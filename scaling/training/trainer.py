@@ -100,8 +100,13 @@ def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
     def fail(field: str, why: str) -> None:
         raise ConfigError(f"config.{field} {why}")
 
-    for field in ("batch_size", "log_every_steps", "data.inputs_length", "data.eval_batches"):
-        value = _get(config, field)
+    positive = {
+        "batch_size": config.batch_size,
+        "log_every_steps": config.log_every_steps,
+        "data.inputs_length": config.data.inputs_length,
+        "data.eval_batches": config.data.eval_batches,
+    }
+    for field, value in positive.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             fail(field, f"= {value!r}: use a positive integer")
     micro = config.micro_batch_size or config.batch_size
@@ -139,12 +144,6 @@ def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
         optim.microbatches_at(0.0, config.batch_size // micro, config.optimizer.batch_ramp_fraction)
     except UserError as e:
         raise ConfigError(f"config.{e}") from None
-
-
-def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config[part]
-    return config
 
 
 # --------------------------------------------------------------------------------------------- the run
