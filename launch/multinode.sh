@@ -12,25 +12,27 @@ usage: launch/multinode.sh --coordinator HOST:PORT --num-processes N --process-i
 
 Run it once per node (process id 0 on the coordinator's node). The workdir must be on a filesystem every
 node sees; checkpoints and metrics go there, and rerunning the same commands resumes.
+
+options, as --name=VALUE or --name VALUE (all required except --model-parallel, --dry-run and --help):
+  --coordinator HOST:PORT  address of process 0, reachable from every node (jax.distributed)
+  --num-processes N        number of processes (nodes) in the run
+  --process-id I           this process's id, 0 … N-1
+  --config PATH            experiment file, e.g. configs/base.py
+  --workdir DIR            shared-filesystem workdir (checkpoints, metrics) visible from every node
+  --model-parallel N       tensor-parallel degree inside a node (parallel.model, default 1); data fills the rest
+  --dry-run                print the training command instead of running it
+  -h, --help               this text
+
+exit code: the trainer's own (the script becomes the trainer process, so a SIGTERM sent to it reaches the
+trainer): 0 finished; 75 (EX_TEMPFAIL) preempted: checkpoint saved, rerun the same commands to resume;
+2 bad arguments; anything else a failure.
 USAGE
 }
 
 COORDINATOR="" NUM="" ID="" CONFIG="" WORKDIR="" MODEL_PARALLEL=1
-OVERRIDES=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --coordinator) COORDINATOR=$2; shift 2 ;;
-    --num-processes) NUM=$2; shift 2 ;;
-    --process-id) ID=$2; shift 2 ;;
-    --config) CONFIG=$2; shift 2 ;;
-    --workdir) WORKDIR=$2; shift 2 ;;
-    --model-parallel) MODEL_PARALLEL=$2; shift 2 ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    --) shift; OVERRIDES=("$@"); break ;;
-    *) die "unknown option $1 (see --help)" ;;
-  esac
-done
+VALUE_OPTIONS=(--coordinator:COORDINATOR --num-processes:NUM --process-id:ID --config:CONFIG --workdir:WORKDIR
+  --model-parallel:MODEL_PARALLEL)
+parse_options "$@"
 
 require "coordinator address" "$COORDINATOR" --coordinator
 require "process count" "$NUM" --num-processes
@@ -42,6 +44,12 @@ require "workdir" "$WORKDIR" --workdir
 (( ID < NUM )) || die "--process-id $ID must be below --num-processes $NUM"
 
 cd "$(dirname "$0")/.."
-run python -m scaling.train "--config=$CONFIG" "--workdir=$WORKDIR" "${OVERRIDES[@]}" \
-  "--config.parallel.coordinator_address=$COORDINATOR" "--config.parallel.num_processes=$NUM" \
-  "--config.parallel.process_id=$ID" "--config.parallel.model=$MODEL_PARALLEL"
+COMMAND=(python -m scaling.train "--config=$CONFIG" "--workdir=$WORKDIR" "${OVERRIDES[@]}"
+  "--config.parallel.coordinator_address=$COORDINATOR" "--config.parallel.num_processes=$NUM"
+  "--config.parallel.process_id=$ID" "--config.parallel.model=$MODEL_PARALLEL")
+if [[ "$DRY_RUN" == 1 ]]; then
+  run "${COMMAND[@]}"
+  echo "# exec: this script exits with the trainer's code (0 finished, $EXIT_PREEMPTED preempted: rerun to resume)"
+else
+  exec "${COMMAND[@]}"
+fi

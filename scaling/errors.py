@@ -20,3 +20,10 @@ class UserError(ScalingError, ValueError):
     commands exit 2. A ValueError too, so library callers that catch ValueError keep working."""
 
     exit_code = 2
+
+
+class Preempted(ScalingError):
+    """A run stopped by SIGTERM (or a multi-host preemption notice) after saving its checkpoint; rerunning the
+    same command resumes it. Commands exit 75 (EX_TEMPFAIL), which schedulers treat as "requeue"."""
+
+    exit_code = 75

@@ -230,3 +230,160 @@ def test_command_line_import_train_and_export(tmp_path, capsys):
     wrong = tiny_config(**{"init_from": str(tmp_path / "ours"), "model.name": "tiny-nl1-dm32-ff64-nh4-kv16"})
     with pytest.raises(trainer.ConfigError, match=r"num_heads \(saved 2, configured 4\)"):
         trainer.train(wrong, tmp_path / "work2", print_fn=quiet)
+
+
+# ------------------------------------------------------------------------- export for transformers, hub caches
+
+TINY_8K = {"vocab_size": 8192, "d_model": 32, "d_kv": 16, "num_heads": 2, "d_ff": 64, "num_layers": 1}
+SENTENCES = [
+    "The President of the United States walks in the park, 1234 times!",
+    "  Several   spaces, and   a trailing one ",
+    "Ünïcödé ﬁ ligatures ½ and the <extra_id_0> sentinel",
+]
+
+
+def test_export_loads_in_transformers_and_generates_as_we_decode(tmp_path, capsys):
+    """export-hf writes what AutoTokenizer, from_pretrained and generate need, offline: the tokenizer encodes as
+    our vocabulary does and `generate` (its settings from generation_config.json) equals our greedy decode."""
+    from scaling.convert import tokenizer
+    from scaling.convert.__main__ import main as convert_main
+    from scaling.downstream import decode
+
+    random_hf(tmp_path / "hf", seed=2, gain=2.0, **TINY_8K)
+    shutil.copy(vocab.DEFAULT_SPM_PATH, tmp_path / "hf/spiece.model")
+    assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    assert convert_main(["export-hf", str(tmp_path / "ours"), str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    for name in ("config.json", "generation_config.json", "model.safetensors", *tokenizer.HF_TOKENIZER_FILES):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "generation_config.json").read_text()) == {
+        "decoder_start_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 0,
+    }
+    # What transformers itself builds from the same spiece.model (its T5 converter), byte for byte.
+    (tmp_path / "spm").mkdir()
+    shutil.copy(vocab.DEFAULT_SPM_PATH, tmp_path / "spm/spiece.model")
+    transformers.T5TokenizerFast.from_pretrained(tmp_path / "spm").save_pretrained(tmp_path / "theirs")
+    assert json.loads((out / "tokenizer.json").read_text()) == json.loads(
+        (tmp_path / "theirs/tokenizer.json").read_text()
+    )
+
+    loaded = artifact.load(tmp_path / "ours")
+    ours_vocabulary = loaded.vocabulary
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert len(tok) == ours_vocabulary.vocab_size == 8100
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+    assert tok.convert_tokens_to_ids("<extra_id_0>") == 8099 and tok.convert_tokens_to_ids("<extra_id_99>") == 8000
+    for text in SENTENCES:
+        assert tok(text).input_ids == ours_vocabulary.encode(text) + [vocab.EOS_ID], text
+    # Without tokenizer.json, transformers builds the same tokenizer from spiece.model and the config files.
+    slow = tmp_path / "without_json"
+    shutil.copytree(out, slow)
+    (slow / "tokenizer.json").unlink()
+    assert transformers.AutoTokenizer.from_pretrained(slow)(SENTENCES).input_ids == tok(SENTENCES).input_ids
+
+    model = transformers.T5ForConditionalGeneration.from_pretrained(out).eval()
+    assert model.generation_config.decoder_start_token_id == 0 and model.generation_config.eos_token_id == 1
+    batch = tok(SENTENCES, padding=True, return_tensors="pt")
+    steps = 12
+    with torch.no_grad():
+        generated = model.generate(**batch, max_new_tokens=steps, do_sample=False, num_beams=1).numpy()
+    assert (generated[:, 0] == 0).all()  # started from decoder_start_token_id without being told
+    theirs = np.pad(generated[:, 1:], ((0, 0), (0, steps + 1 - generated.shape[1])))
+    theirs = np.where(np.cumsum(np.cumsum(theirs == 1, axis=1), axis=1) > 1, 0, theirs)  # pad after EOS
+    ours = np.asarray(decode.greedy(loaded.model(), batch.input_ids.numpy().astype(np.int32), steps))
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(np.unique(ours)) > 5  # varied outputs: a real check
+    assert all(isinstance(text, str) for text in tok.batch_decode(generated, skip_special_tokens=True))
+
+
+def test_export_of_a_model_without_vocabulary_warns_and_writes_the_model(tmp_path, caplog):
+    from scaling.convert.__main__ import export_hf, import_hf
+
+    random_hf(tmp_path / "hf", **TINY_8K)
+    import_hf(tmp_path / "hf", tmp_path / "ours")
+    out = export_hf(tmp_path / "ours", tmp_path / "out")
+    assert (out / "generation_config.json").is_file() and not (out / "spiece.model").exists()
+    assert "holds no tokenizer; pass --vocabulary" in caplog.text
+    # --vocabulary supplies one.
+    out = export_hf(tmp_path / "ours", tmp_path / "out2", vocabulary=vocab.DEFAULT_SPM_PATH)
+    assert transformers.AutoTokenizer.from_pretrained(out)("a walk").input_ids[-1] == 1
+
+
+def test_truncated_weights_are_one_line_naming_the_file(tmp_path, capsys):
+    from scaling.convert.__main__ import main as convert_main
+
+    random_hf(tmp_path / "hf", **V1_0)
+    weights = tmp_path / "hf/model.safetensors"
+    data = weights.read_bytes()
+    for cut in (len(data) - 100, 40, 3):
+        weights.write_bytes(data[:cut])
+        with pytest.raises(ConversionError, match=rf"{weights} is unreadable \(.*\): truncated or corrupt"):
+            hf.load_t5(tmp_path / "hf")
+    capsys.readouterr()  # transformers' save progress bar
+    assert convert_main(["import-hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(weights) in err, err
+    assert not (tmp_path / "ours").exists()
+
+    weights.unlink()
+    torch.save({"shared.weight": torch.zeros(4, 4)}, tmp_path / "hf/pytorch_model.bin")
+    data = (tmp_path / "hf/pytorch_model.bin").read_bytes()
+    (tmp_path / "hf/pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConversionError, match=r"pytorch_model.bin is unreadable .*truncated or corrupt"):
+        hf.load_t5(tmp_path / "hf")
+
+    (tmp_path / "hf/pytorch_model.bin").unlink()
+    (tmp_path / "hf/model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "shard-1.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="shard-1.safetensors not found"):
+        hf.load_t5(tmp_path / "hf")
+
+
+def _hub_cache_entry(root: Path, source: Path, commit: str) -> Path:
+    """`source`'s files laid out as the hub cache does: blobs/<sha256>, snapshots/<commit>/NAME → ../../blobs/…
+    (relative links), refs/main naming the commit. Returns the snapshot directory."""
+    import hashlib
+
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (root / "blobs").mkdir(exist_ok=True)
+    for f in sorted(source.iterdir()):
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        shutil.copy(f, root / "blobs" / digest)
+        (snapshot / f.name).symlink_to(Path("../../blobs") / digest)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs/main").write_text(commit)
+    return snapshot
+
+
+def test_hub_cache_snapshots_import_as_they_are(tmp_path, capsys):
+    """`huggingface-cli download` leaves models--org--name/{blobs,refs/main,snapshots/<commit>/links}; both the
+    entry and the snapshot import, at the snapshot refs/main names, with the tokenizer kept."""
+    from scaling.convert.__main__ import main as convert_main
+
+    random_hf(tmp_path / "hf", **TINY_8K)
+    shutil.copy(vocab.DEFAULT_SPM_PATH, tmp_path / "hf/spiece.model")
+    root = tmp_path / "hub/models--google--t5-efficient-tiny"
+    older = _hub_cache_entry(root, tmp_path / "hf", "0" * 40)
+    (older / "config.json").unlink()  # an older revision: not the one refs/main names below
+    snapshot = _hub_cache_entry(root, tmp_path / "hf", "f" * 40)
+    assert (snapshot / "model.safetensors").is_symlink()
+
+    for name, source in (("from_snapshot", snapshot), ("from_entry", root)):
+        assert convert_main(["import-hf", str(source), str(tmp_path / name)]) == 0, capsys.readouterr().err
+        loaded = artifact.load(tmp_path / name)
+        assert loaded.provenance["source"] == str(snapshot.absolute())
+        assert loaded.provenance["vocabulary"] == "spiece.model"
+        assert artifact.vocabulary_bytes(loaded.vocabulary) == vocab.DEFAULT_SPM_PATH.read_bytes()
+    a, b = (flat_arrays(artifact.load(tmp_path / n).model()) for n in ("from_snapshot", "from_entry"))
+    for path, array in a.items():
+        np.testing.assert_array_equal(b[path], array, err_msg=path)
+
+    # An interrupted download leaves a link to a blob that is not there: one line naming it.
+    (root / "blobs" / (snapshot / "model.safetensors").readlink().name).unlink()
+    capsys.readouterr()
+    assert convert_main(["import-hf", str(root), str(tmp_path / "broken")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors: a link to a missing blob" in err, err

@@ -33,7 +33,7 @@ def read_jsonl(path):
 
 
 def test_jsonl_and_tensorboard_files(tmp_path):
-    writer = metrics.create_writer(tmp_path, asynchronous=False)
+    writer = metrics.create_writer(tmp_path)
     writer.write_scalars(1, {"loss": np.float32(2.5), "accuracy": jax.numpy.asarray(0.25), "tokens": 512})
     writer.write_scalars(2, {"loss": float("nan"), "eval_loss": 2.0})
     writer.close()

@@ -115,3 +115,30 @@ def power_law_fit(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return ax
+
+
+def scores(
+    table: pd.DataFrame,
+    columns: list[str],
+    *,
+    label: str = "run",
+    baselines: pd.DataFrame | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Grouped bars of downstream scores (one group per ``label``, one bar per column), with a dashed line at
+    each task's best constant answer (``baselines``: columns ``task``, ``score``): a bar at its line learned
+    nothing."""
+    require_columns(table, (label, *columns), "downstream scores")
+    ax = _axes(ax)
+    x = np.arange(len(table))
+    width = 0.8 / max(len(columns), 1)
+    for i, column in enumerate(columns):
+        offset = (i - (len(columns) - 1) / 2) * width
+        ax.bar(x + offset, table[column].to_numpy(float), width, label=column, color=f"C{i}")
+    if baselines is not None:
+        for row in baselines.itertuples():
+            ax.axhline(row.score, color="black", linestyle="--", linewidth=1, label=f"constant answer ({row.task})")
+    ax.set_xticks(x, table[label].astype(str), rotation=30, ha="right")
+    ax.set_ylabel("downstream score")
+    ax.legend(fontsize=8)
+    return ax

@@ -4,7 +4,11 @@ import-*: SRC is a Hugging Face T5 directory or a Mesh TF checkpoint (directory 
 `operative_config.gin` beside it); DST becomes a model artifact (with the source's vocabulary: `spiece.model`, or
 `tokenizer.json` converted) that `--config.init_from=DST`, `python -m scaling.decode` and finetuning read.
 export-hf: SRC is any model directory (artifact or training workdir, its newest checkpoint); DST becomes a
-directory `transformers.T5ForConditionalGeneration.from_pretrained` loads, with `spiece.model` beside it.
+directory `transformers.T5ForConditionalGeneration.from_pretrained` loads and `generate` decodes with
+(generation_config.json), with the tokenizer `AutoTokenizer.from_pretrained` loads (spiece.model,
+tokenizer.json, tokenizer_config.json, special_tokens_map.json) when the model has a vocabulary.
+SRC of import-hf may be a hub cache entry as `huggingface-cli download` leaves it (`models--org--name`, read at
+the snapshot `refs/main` names) or one of its `snapshots/<hash>` directories.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def hf_source(path: str | os.PathLike) -> Path:
     snapshots = sorted(p for p in (path / "snapshots").iterdir() if p.is_dir())
     if len(snapshots) == 1:
         return snapshots[0]
+    if not snapshots:
+        raise ConversionError(f"{path} is a Hugging Face cache entry without snapshots; download the model again")
     raise ConversionError(
         f"{path} is a Hugging Face cache entry with {len(snapshots)} snapshots and no refs/main; "
         f"pass one of {[str(p) for p in snapshots]}"
@@ -138,16 +144,28 @@ def import_mesh_tf(
 
 def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str | os.PathLike | None = None) -> Path:
     """Writes the T5 in any model directory (artifact, training workdir, finetuned run) as a Hugging Face
-    directory at `dst`, with `spiece.model` when the model has a vocabulary. Returns `dst`."""
+    directory at `dst`: config.json, generation_config.json, model.safetensors and, when the model has a
+    vocabulary, its tokenizer (spiece.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json),
+    so that `AutoTokenizer` / `T5ForConditionalGeneration.from_pretrained(dst)` and `generate` work offline.
+    Returns `dst`."""
 
     loaded = artifact.load(src, vocabulary=vocabulary)
     if loaded.shape.family != "t5":
         raise ConversionError(
             f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}; only T5 exports to Hugging Face"
         )
+    from scaling.convert import tokenizer
+
     out = hf.export(loaded.model(), dst)
-    if loaded.vocabulary is not None:
-        (out / "spiece.model").write_bytes(artifact.vocabulary_bytes(loaded.vocabulary))
+    if loaded.vocabulary is None:
+        log.warning(
+            "%s has no vocabulary: %s holds no tokenizer; pass --vocabulary=PATH/spiece.model to export one",
+            loaded.path,
+            out,
+        )
+        return out
+    for name, data in tokenizer.hf_tokenizer_files(artifact.vocabulary_bytes(loaded.vocabulary)).items():
+        (out / name).write_bytes(data)
     return out
 
 

@@ -5,7 +5,8 @@
     export(model, "out/")                                       # T5ForConditionalGeneration.from_pretrained("out/")
 
 The shape comes from `config.json` (released names are nominal; the config is not). Weights come from
-`model.safetensors` (or its sharded index), else `pytorch_model.bin` (needs torch), else `flax_model.msgpack`.
+`model.safetensors` (or its sharded index), else `pytorch_model.bin` (needs torch), else `flax_model.msgpack`;
+a truncated or corrupt weights file is a one-line ConversionError naming it.
 Hugging Face keeps one relative-position table per stack in block 0, as we do; torch Linear weights are
 [out, in], ours [in, heads, d_kv] / [in, out]. Output layer: a tied head whose logits are scaled by
 d_model^-0.5 (v1.0, and what a config without `tie_word_embeddings` means) is our `tie_embeddings`; an untied
@@ -46,7 +47,12 @@ def read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a Hugging Face T5 directory needs config.json")
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConversionError(f"{path} is not readable JSON ({_cause(e)}); download it again") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} is not a Hugging Face config (a JSON object); download it again")
     if config.get("model_type", "t5") not in ("t5", "mt5"):
         raise ConversionError(f"{path}: model_type {config['model_type']!r}, expected 't5' (or 'mt5')")
     missing = [k for k in _REQUIRED if k not in config]
@@ -69,38 +75,84 @@ def _activation(config: dict[str, Any], where: str) -> tuple[str, str]:
     return _ACTIVATIONS[act], gating
 
 
+def _cause(error: BaseException) -> str:
+    """An exception's message on one line (Rust and pickle errors can span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _unreadable(path: Path, error: BaseException) -> ConversionError:
+    return ConversionError(f"{path} is unreadable ({_cause(error)}): truncated or corrupt; download or copy it again")
+
+
+def _needs_safetensors(path: Path) -> ConversionError:
+    return ConversionError(f"{path}: reading or writing it needs safetensors (pip install -e . installs it)")
+
+
+def _safetensors(files: list[Path]) -> tuple[dict[str, tuple[int, ...]], Callable[[str], np.ndarray]]:
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise _needs_safetensors(files[0] if files else Path("model.safetensors")) from None
+
+    handles, where, found = {}, {}, {}
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found{' (a link to a missing blob)' if f.is_symlink() else ''}")
+        try:  # a truncated file fails here: the header's offsets must cover the file exactly
+            handle = safe_open(str(f), framework="numpy")
+            for name in handle.keys():  # noqa: SIM118 (safe_open: no __iter__)
+                found[name], where[name] = tuple(handle.get_slice(name).get_shape()), f
+        except Exception as e:  # safetensors raises its own SafetensorError, not an OSError
+            raise _unreadable(f, e) from None
+        handles[f] = handle
+
+    def read(name: str) -> np.ndarray:
+        try:
+            return handles[where[name]].get_tensor(name)
+        except Exception as e:  # as above
+            raise _unreadable(where[name], e) from None
+
+    return found, read
+
+
 def _weight_files(directory: Path) -> tuple[dict[str, tuple[int, ...]], Callable[[str], np.ndarray], str]:
-    """(shapes by tensor name, reader, file description) for the first weight format present."""
+    """(shapes by tensor name, reader, file description) for the first weight format present. A truncated or
+    corrupt file is a ConversionError naming it."""
     index = directory / "model.safetensors.index.json"
     single = directory / "model.safetensors"
-    if index.is_file() or single.is_file():
-        from safetensors import safe_open
-
-        files = (
-            [directory / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-            if index.is_file()
-            else [single]
-        )
-        handles = {f: safe_open(str(f), framework="numpy") for f in files}
-        where = {name: f for f, h in handles.items() for name in h.keys()}  # noqa: SIM118 (safe_open: no __iter__)
-        found = {name: tuple(handles[f].get_slice(name).get_shape()) for name, f in where.items()}
-        return found, lambda name: handles[where[name]].get_tensor(name), str(index if index.is_file() else single)
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ConversionError(f"{index} is not a safetensors index with a weight_map ({_cause(e)})") from None
+        return *_safetensors([directory / f for f in shards]), str(index)
+    if single.is_file():
+        return *_safetensors([single]), str(single)
     if (directory / "pytorch_model.bin").is_file():
+        path = directory / "pytorch_model.bin"
         try:
             import torch
         except ImportError:
             raise ConversionError(
-                f"{directory / 'pytorch_model.bin'}: reading it needs torch "
-                f"(pip install torch), or convert it to safetensors"
+                f"{path}: reading it needs torch (pip install torch), or convert it to safetensors"
             ) from None
-        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises RuntimeError, EOFError or UnpicklingError
+            raise _unreadable(path, e) from None
         arrays = {k: v.float().numpy() for k, v in state.items()}
-        return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(directory / "pytorch_model.bin")
+        return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(path)
     if (directory / "flax_model.msgpack").is_file():
-        arrays = _from_flax(directory / "flax_model.msgpack")
-        return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(directory / "flax_model.msgpack")
+        path = directory / "flax_model.msgpack"
+        try:
+            arrays = _from_flax(path)
+        except Exception as e:  # msgpack raises its own errors
+            raise _unreadable(path, e) from None
+        return {k: v.shape for k, v in arrays.items()}, arrays.__getitem__, str(path)
+    dangling = [p.name for p in (single, directory / "pytorch_model.bin") if p.is_symlink()]
     raise FileNotFoundError(
         f"{directory}: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or flax_model.msgpack"
+        + (f" ({', '.join(dangling)}: a link to a missing blob; download it again)" if dangling else "")
     )
 
 
@@ -317,14 +369,23 @@ def hf_tensors(model: T5) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
 
 
-def export(model: T5, directory: str | os.PathLike) -> Path:
-    """Writes config.json and model.safetensors that `T5ForConditionalGeneration.from_pretrained` loads."""
-    from safetensors.numpy import save_file
+def generation_config() -> dict[str, Any]:
+    """transformers' `generation_config.json` for our T5s: decoding starts from pad (0) and stops at EOS (1)."""
+    return {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
 
+
+def export(model: T5, directory: str | os.PathLike) -> Path:
+    """Writes config.json, generation_config.json and model.safetensors that
+    `T5ForConditionalGeneration.from_pretrained` loads and `generate` decodes with."""
     directory = Path(directory)
+    try:
+        from safetensors.numpy import save_file
+    except ImportError:
+        raise _needs_safetensors(directory / "model.safetensors") from None
     if (directory / "config.json").exists():
         raise FileExistsError(f"{directory / 'config.json'} exists; export into a new directory")
     directory.mkdir(parents=True, exist_ok=True)
     save_file(hf_tensors(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "generation_config.json").write_text(json.dumps(generation_config(), indent=2) + "\n")
     (directory / "config.json").write_text(json.dumps(hf_config(model.shape), indent=2) + "\n")
     return directory

@@ -7,20 +7,30 @@ T5's `tokenizer.json` lists the sentencepiece pieces (pad 0, EOS 1, unk 2, ...) 
 carries over: the `Precompiled` character map is sentencepiece's own, `Metaspace` with a prepended `▁` is
 `add_dummy_prefix`, and collapsing runs of spaces (`WhitespaceSplit`, or `Replace(" {2,}", " ")`) is
 `remove_extra_whitespaces`.
+
+Exports go the other way (`hf_tokenizer_files`): `spiece.model` as stored, and, written without transformers,
+the `tokenizer.json` transformers' `T5Tokenizer` builds from it (pieces, then the sentinels; pad, EOS and unk
+special), `tokenizer_config.json` and `special_tokens_map.json`, so that `AutoTokenizer.from_pretrained` loads
+the directory offline and tokenizes as our seqio vocabulary does.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from scaling.convert.params import ConversionError
 
+log = logging.getLogger(__name__)
+
 SPIECE_FILES = ("spiece.model", "sentencepiece.model")
 TOKENIZER_JSON = "tokenizer.json"
+# What export-hf writes beside the model (tokenizer.json only for what a Unigram `tokenizers` model can express).
+HF_TOKENIZER_FILES = ("spiece.model", TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json")
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
 _BYTE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
@@ -139,4 +149,113 @@ def sentencepiece_from_tokenizer_json(path: str | Path) -> bytes:
     return proto.SerializeToString()
 
 
-__all__ = ["find_vocabulary", "sentencepiece_from_tokenizer_json"]
+# ------------------------------------------------------------------------------------------------ export
+
+_METASPACE = "▁"
+
+
+def _added(index: int, content: str, special: bool = True) -> dict[str, Any]:
+    return {
+        "id": index,
+        "content": content,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": not special,
+        "special": special,
+    }
+
+
+def tokenizer_json_from_sentencepiece(model: bytes, extra_ids: int = 100) -> dict[str, Any]:
+    """The `tokenizer.json` (as a dict) of transformers' T5 tokenizer for a serialized sentencepiece Unigram model:
+    its pieces then `<extra_id_{extra_ids-1}>` … `<extra_id_0>`, EOS appended to every sequence. Raises
+    ConversionError for what a Unigram `tokenizers` model cannot express (BPE, byte fallback)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto.FromString(model)
+    kind = pb.ModelProto.SentencePiece
+    if proto.trainer_spec.model_type != pb.TrainerSpec.UNIGRAM:
+        raise ConversionError("the vocabulary is not a sentencepiece Unigram model")
+    if proto.trainer_spec.byte_fallback:
+        raise ConversionError("the vocabulary uses byte fallback, which transformers' T5 tokenizer does not")
+    norm = proto.normalizer_spec
+    if not norm.escape_whitespaces:
+        raise ConversionError("the vocabulary does not escape whitespace as ▁")
+    pieces = [(p.piece, p.score) for p in proto.pieces]
+    unk = next((i for i, p in enumerate(proto.pieces) if p.type == kind.UNKNOWN), None)
+    eos = proto.trainer_spec.eos_id
+    if unk is None or not 0 <= eos < len(pieces):
+        raise ConversionError("the vocabulary has no unk or no EOS piece")
+    added = [
+        _added(i, p.piece, p.type != kind.USER_DEFINED)
+        for i, p in enumerate(proto.pieces)
+        if p.type in (kind.CONTROL, kind.UNKNOWN, kind.USER_DEFINED)
+    ]
+    for n in range(extra_ids - 1, -1, -1):
+        added.append(_added(len(pieces), f"<extra_id_{n}>"))
+        pieces.append((f"<extra_id_{n}>", 0.0))
+    scheme = "always" if norm.add_dummy_prefix else "never"
+    metaspace = {"type": "Metaspace", "replacement": _METASPACE, "prepend_scheme": scheme, "split": True}
+    pre = [{"type": "WhitespaceSplit"}] if norm.remove_extra_whitespaces else []
+    eos_piece = proto.pieces[eos].piece
+    end = {"SpecialToken": {"id": eos_piece, "type_id": 0}}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": (
+            {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(norm.precompiled_charsmap).decode()}
+            if norm.precompiled_charsmap
+            else None
+        ),
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [*pre, metaspace]},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"Sequence": {"id": "A", "type_id": 0}}, end],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, end, {"Sequence": {"id": "B", "type_id": 0}}, end],
+            "special_tokens": {eos_piece: {"id": eos_piece, "ids": [eos], "tokens": [eos_piece]}},
+        },
+        "decoder": metaspace,
+        "model": {"type": "Unigram", "unk_id": unk, "vocab": [[p, s] for p, s in pieces], "byte_fallback": False},
+    }
+
+
+def hf_tokenizer_files(model: bytes, extra_ids: int = 100) -> dict[str, bytes]:
+    """File name → contents of a Hugging Face T5 tokenizer for a serialized sentencepiece model: `spiece.model`,
+    `tokenizer.json` (left out, with a warning, when the model cannot be one; transformers then builds it from
+    `spiece.model`), `tokenizer_config.json` and `special_tokens_map.json`."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto.FromString(model)
+    names = {i: p.piece for i, p in enumerate(proto.pieces)}
+    spec = proto.trainer_spec
+    special = {"eos_token": names.get(spec.eos_id), "unk_token": names.get(spec.unk_id)}
+    special |= {"pad_token": names.get(spec.pad_id)}
+    special = {k: v for k, v in special.items() if v is not None}
+    sentinels = [f"<extra_id_{n}>" for n in range(extra_ids)]
+    as_json = lambda value: (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+    files = {HF_TOKENIZER_FILES[0]: model}
+    try:
+        files[TOKENIZER_JSON] = as_json(tokenizer_json_from_sentencepiece(model, extra_ids))
+    except ConversionError as e:
+        log.warning("writing spiece.model without tokenizer.json: %s", e)
+    files["tokenizer_config.json"] = as_json(
+        {
+            "tokenizer_class": "T5Tokenizer",
+            **special,
+            "extra_ids": extra_ids,
+            "additional_special_tokens": sentinels,
+        }
+    )
+    files["special_tokens_map.json"] = as_json({**special, "additional_special_tokens": sentinels})
+    return files
+
+
+__all__ = [
+    "HF_TOKENIZER_FILES",
+    "find_vocabulary",
+    "hf_tokenizer_files",
+    "sentencepiece_from_tokenizer_json",
+    "tokenizer_json_from_sentencepiece",
+]

@@ -2,7 +2,9 @@
 
 A *document* is one paragraph of a `.txt` file (one non-empty line) or the `text` field of one `.jsonl`
 line. Reading is done in Python so that bad bytes and empty documents become counted skips with file names,
-instead of errors deep inside a TensorFlow op.
+instead of errors deep inside a TensorFlow op. Unreadable lines (not UTF-8, not JSON, no text field) are counted
+per file with their line numbers and logged as `file:line`; more than `MAX_BAD_FRACTION` (1%) of a split's lines,
+or a file with no readable line, fails the read (`check_bad_lines`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import tensorflow as tf
+from absl import logging
 
-from scaling.errors import ScalingError
+from scaling.errors import ScalingError, UserError
 
 # Validation speeches are those of years ending in 5 (1795, ..., 2015): about one speech in ten, spread over
 # every era, and never seen by training or by the tokenizer.
@@ -33,15 +36,75 @@ C4_DATA_DIR_ENV = "SCALING_C4_DATA_DIR"
 _SOTU_NAME = re.compile(r"^(\d{4})-[^/]+\.txt$")
 
 
+MAX_BAD_FRACTION = 0.01  # of a split's non-blank lines; more unreadable lines than this fail the read
+BAD_LINE_EXAMPLES = 5  # line numbers kept (and logged) per file
+NOT_UTF8, NOT_JSON, NO_TEXT = "not UTF-8", "not JSON", "no text field"
+
+
+@dataclasses.dataclass
+class FileReport:
+    """One file's unreadable lines: counts by kind and the first few line numbers (1-based, blank lines counted)."""
+
+    lines: int = 0  # non-blank lines
+    documents: int = 0
+    non_utf8: int = 0  # undecodable bytes, or NUL bytes (UTF-16 text read as bytes)
+    bad_json: int = 0  # `.jsonl` lines that are not a JSON object
+    missing_key: int = 0  # JSON objects without a string `text_key`
+    first_bad: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (line number, kind)
+    utf16: bool = False  # starts with a UTF-16 byte-order mark or holds NUL bytes
+
+    @property
+    def bad(self) -> int:
+        return self.non_utf8 + self.bad_json + self.missing_key
+
+    def add(self, line_number: int, kind: str) -> None:
+        if kind == NOT_UTF8:
+            self.non_utf8 += 1
+        elif kind == NOT_JSON:
+            self.bad_json += 1
+        else:
+            self.missing_key += 1
+        if len(self.first_bad) < BAD_LINE_EXAMPLES:
+            self.first_bad.append((line_number, kind))
+
+    def details(self, text_key: str = "text") -> str:
+        """`2 not UTF-8, 1 not JSON; first at line 3, 7, 9`."""
+        counts = [(self.non_utf8, NOT_UTF8), (self.bad_json, NOT_JSON), (self.missing_key, f"no {text_key!r} string")]
+        kinds = ", ".join(f"{n} {kind}" for n, kind in counts if n)
+        return f"{kinds}; first at line {', '.join(str(number) for number, _ in self.first_bad)}"
+
+    def fix(self) -> str:
+        if self.utf16:
+            return "it looks like UTF-16: convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
+        if self.non_utf8:
+            return "convert it to UTF-8 (iconv -f WINDOWS-1252 -t UTF-8 FILE > NEW for Latin-1/Windows text)"
+        return "make each line one JSON object with the text field (see the first lines named)"
+
+
 @dataclasses.dataclass
 class ReadReport:
-    """Counts of what reading skipped, so that nothing is dropped silently."""
+    """Counts of what reading skipped, so that nothing is dropped silently; `bad_files` details each file that
+    had unreadable lines (:class:`FileReport`). `skipped_bad_json` counts every `.jsonl` line that is not a JSON
+    object with a string text field, `skipped_missing_key` those of them that parse but lack that field."""
 
     files: int = 0
     documents: int = 0
+    lines: int = 0  # non-blank lines read
     skipped_empty: int = 0
     skipped_non_utf8: int = 0
     skipped_bad_json: int = 0
+    skipped_missing_key: int = 0
+    bad_files: dict[str, FileReport] = dataclasses.field(default_factory=dict)
+
+    @property
+    def bad(self) -> int:
+        return self.skipped_non_utf8 + self.skipped_bad_json
+
+    def summary(self) -> str:
+        return (
+            f"{self.files} files, {self.lines} lines, {self.documents} documents; skipped {self.skipped_empty} "
+            f"empty, {self.skipped_non_utf8} not UTF-8, {self.skipped_bad_json} not a JSON record with text"
+        )
 
 
 def sotu_dir() -> Path:
@@ -97,38 +160,100 @@ def _lines(path: Path) -> Iterator[bytes]:
         raise FileNotFoundError(f"Corpus file {path} is missing; was it moved after the task was registered?") from e
 
 
+def _decode(raw: bytes, first: bool, file: FileReport) -> str | None:
+    """The line as text, or None when it is not UTF-8 text (bad bytes, or NUL bytes as in UTF-16)."""
+    if first and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        file.utf16 = True
+    if first and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+        raw = raw[3:]
+    if b"\x00" in raw:
+        file.utf16 = True
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def read_documents(paths: Iterable[Path], report: ReadReport, text_key: str = "text") -> Iterator[str]:
     """Yields documents of `.txt` (one per non-empty line) and `.jsonl` files (`text_key` of each record).
 
-    Lines that are not UTF-8, records that are not JSON or lack `text_key`, and empty documents are skipped
-    and counted in `report`.
+    Lines that are not UTF-8 and records that are not JSON objects or lack a string `text_key` are skipped and
+    counted in `report`, per file with their line numbers (`report.bad_files`); empty documents are counted
+    skips too. Nothing here raises on bad lines: :func:`check_bad_lines` judges the counts.
     """
     for path in paths:
         report.files += 1
-        for raw in _lines(path):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                report.skipped_non_utf8 += 1
+        file = FileReport()
+        jsonl = path.suffix == ".jsonl"
+        for number, raw in enumerate(_lines(path), start=1):
+            if not raw.strip():
                 continue
-            if path.suffix == ".jsonl":
-                if not line.strip():
-                    continue
+            file.lines += 1
+            line = _decode(raw, number == 1, file)
+            if line is None:
+                file.add(number, NOT_UTF8)
+                continue
+            if not line.strip():  # whitespace a decoder sees but bytes.strip does not (e.g. U+00A0)
+                file.lines -= 1
+                continue
+            if jsonl:
                 try:
-                    line = json.loads(line)[text_key]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    report.skipped_bad_json += 1
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    file.add(number, NOT_JSON)
                     continue
+                if not isinstance(record, dict):
+                    file.add(number, NOT_JSON)
+                    continue
+                line = record.get(text_key)
                 if not isinstance(line, str):
-                    report.skipped_bad_json += 1
+                    file.add(number, NO_TEXT)
                     continue
             text = line.strip()
             if not text:
-                if path.suffix == ".jsonl":
-                    report.skipped_empty += 1
+                report.skipped_empty += 1
                 continue
+            file.documents += 1
             report.documents += 1
             yield text
+        report.lines += file.lines
+        report.skipped_non_utf8 += file.non_utf8
+        report.skipped_bad_json += file.bad_json + file.missing_key
+        report.skipped_missing_key += file.missing_key
+        if file.bad:
+            report.bad_files[str(path)] = file
+
+
+def check_bad_lines(
+    report: ReadReport, where: str, max_bad_fraction: float = MAX_BAD_FRACTION, text_key: str = "text"
+) -> None:
+    """Warns about every file with unreadable lines (file:line of the first few) and fails when they are too many.
+
+    Raises :class:`UserError` (one line: the file, its counts, its first bad line numbers and the fix) when more
+    than `max_bad_fraction` of the non-blank lines read (`report.lines`) are unreadable, or when a file has no
+    readable line at all (a wrong encoding or format); `max_bad_fraction=1.0` accepts anything. `where` names
+    the corpus and split in the messages.
+    """
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise UserError(f"max_bad_fraction = {max_bad_fraction!r}: use a fraction of lines in [0, 1] (default 0.01)")
+    for path, file in report.bad_files.items():
+        examples = ", ".join(f"{path}:{number} ({kind})" for number, kind in file.first_bad)
+        logging.warning("%s: skipped %d of %d lines: %s", where, file.bad, file.lines, examples)
+    if not report.bad_files or max_bad_fraction >= 1.0:
+        return
+    knob = "or pass max_bad_fraction= to register_text_tasks (a fraction of lines; 1.0 accepts any)"
+    for path, file in report.bad_files.items():
+        if file.bad == file.lines:
+            raise UserError(f"{where}: no line of {path} is readable ({file.details(text_key)}): {file.fix()}; {knob}")
+    if report.bad > max_bad_fraction * report.lines:
+        path, file = max(report.bad_files.items(), key=lambda item: item[1].bad)
+        others = len(report.bad_files) - 1
+        more = f" and {others} more file{'s' if others > 1 else ''}" if others else ""
+        raise UserError(
+            f"{where}: {report.bad} of {report.lines} lines are unreadable, over the {max_bad_fraction:g} limit: "
+            f"{path} has {file.bad} of {file.lines} ({file.details(text_key)}){more}; {file.fix()}, {knob}"
+        )
 
 
 class C4NotPreparedError(ScalingError, FileNotFoundError):

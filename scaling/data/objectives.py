@@ -14,6 +14,7 @@ import tensorflow as tf
 
 NOISE_DENSITY = 0.15
 MEAN_NOISE_SPAN_LENGTH = 3.0
+MLM_MASK_RATE = 0.15  # BERT's; Cramming uses 0.25
 MLM_REPLACE_WITH_MASK = 0.8
 MLM_REPLACE_WITH_RANDOM = 0.1  # the remaining 10% keep their token
 

@@ -25,6 +25,8 @@ documents in a row attend to each other. Span-corruption rows are one T5 example
 shorter ones; models must mask attention across `*_segment_ids` (0 is padding).
 The MLM mask token is `<extra_id_0>` (`vocab.mask_token_id`); pad 0 and EOS 1 are never masked or drawn.
 
+`task` is any registered seqio task or mixture (`tasks.task_spec` reads its objective from seqio's registry).
+
 `make_global_batch(local, mesh)` assembles the per-process rows into one `jax.Array` per key, sharded over the
 batch axes of the mesh.
 """
@@ -40,6 +42,7 @@ import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling.data import objectives, tasks, vocab
+from scaling.errors import UserError
 
 
 def _feature_converter(spec: tasks.TaskSpec, vocabulary: seqio.Vocabulary, pack: bool) -> seqio.FeatureConverter:
@@ -105,16 +108,18 @@ def dataset(
 ) -> tf.data.Dataset:
     """The unbatched model-feature rows of one shard (what `get_batches` batches)."""
     spec = tasks.task_spec(task)
-    seqio_task = seqio.get_mixture_or_task(task)
-    vocabulary = seqio_task.output_features["inputs"].vocabulary
+    tasks.check_splits(task, (split,), read=False)
+    vocabulary = seqio.get_mixture_or_task(task).output_features["inputs"].vocabulary
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+    # Shuffled unless a task forbids it (no shuffle buffer: its order is the point, as Cramming's sorted corpus).
+    shuffle = all(t.shuffle_buffer_size is not None for t in tasks.subtasks(task))
     ds = seqio.get_dataset(
         task,
         task_feature_lengths=_task_lengths(spec, feature_lengths),
         feature_converter=_feature_converter(spec, vocabulary, pack),
         dataset_split=split,
-        shuffle=seqio_task.shuffle_buffer_size is not None,
+        shuffle=shuffle,
         num_epochs=None if repeat else 1,
         shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
         seed=seed,
@@ -168,7 +173,7 @@ def _iterate(ds: tf.data.Dataset, task: str, split: str, start_step: int) -> Ite
         count += 1
         yield batch
     if count == 0 and start_step == 0:
-        raise ValueError(
+        raise UserError(
             f"Task {task!r} split {split!r} produced no full batch: the corpus is smaller than one batch of rows "
             "for these lengths. Use more text, shorter feature_lengths or a smaller batch_size."
         )

@@ -62,11 +62,16 @@ def span_corruption(
     return corrupt(rows)
 
 
-def mlm_rows(ds: tf.data.Dataset, sequence_length: Mapping[str, int]) -> tf.data.Dataset:
+def mlm_rows(
+    ds: tf.data.Dataset, sequence_length: Mapping[str, int], mask_rate: float = objectives.MLM_MASK_RATE
+) -> tf.data.Dataset:
     """Cramming-style rows: documents joined by EOS into full rows of `inputs` length; targets = inputs.
 
     Masking happens later, per row, in `pipeline` (seqio's EncoderFeatureConverter would otherwise derive the
-    loss weights from the mask token alone and miss the 10% random / 10% kept positions).
+    loss weights from the mask token alone and miss the 10% random / 10% kept positions). This preprocessor marks
+    a seqio task as MLM: `tasks.task_spec` reads the objective and `mask_rate` (bind it with functools.partial)
+    from it, so any task using it trains as MLM without further registration.
     """
+    del mask_rate  # applied by `pipeline`, read from here by `tasks.task_spec`
     rows = concat_and_chunk(ds, sequence_length["inputs"], key="inputs", separator=vocab.EOS_ID)
     return rows.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["inputs"]}, num_parallel_calls=tf.data.AUTOTUNE)

@@ -8,7 +8,13 @@ Importing this module registers (idempotently; re-registering a name replaces it
     sotu_cramming_mlm                   sotu with Cramming's recipe: 25% masking, dedup + filter + sort
 
 `register_text_tasks(name, glob)` registers `{name}_span_corruption` and `{name}_mlm` over `.txt`/`.jsonl` files.
-Each task's objective parameters are kept in a `TaskSpec` (see `task_spec`), which `pipeline` reads.
+
+Any entry of seqio's `TaskRegistry` or `MixtureRegistry` trains and inspects, these and stock ones alike:
+`task_spec` reads what `pipeline` needs from the seqio task itself. A task whose preprocessors include
+`preprocessors.mlm_rows` is MLM (its `mask_rate` keyword is the masking rate); any other task with `inputs`
+and `targets` output features is encoder-decoder (span corruption, with the noise parameters of a
+`preprocessors.span_corruption` preprocessor when it has one). `check_splits` refuses a task that lacks a split
+before anything trains.
 """
 
 from __future__ import annotations
@@ -31,35 +37,147 @@ from scaling.errors import UserError
 Objective = Literal["span_corruption", "mlm"]
 TEXT_SHUFFLE_BUFFER = 256  # documents are already shuffled at the source; this mixes neighbouring rows
 C4_SHUFFLE_BUFFER = 1000
-MLM_MASK_RATE = 0.15
+MLM_MASK_RATE = objectives.MLM_MASK_RATE
 CRAMMING_MASK_RATE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """What `pipeline` needs to know about a registered task beyond seqio's view of it."""
+    """What `pipeline` needs to know about a registered task or mixture beyond seqio's view of it.
+
+    `noise_density` and `mean_noise_span_length` are None for an encoder-decoder task without our
+    `preprocessors.span_corruption` (its corruption, if any, is unknown); `corpus` is set for tasks over a
+    :class:`TextCorpus` (their read and curation reports); `tasks` lists a mixture's tasks.
+    """
 
     name: str
     objective: Objective
-    noise_density: float = objectives.NOISE_DENSITY
-    mean_noise_span_length: float = objectives.MEAN_NOISE_SPAN_LENGTH
+    noise_density: float | None = objectives.NOISE_DENSITY
+    mean_noise_span_length: float | None = objectives.MEAN_NOISE_SPAN_LENGTH
     mask_rate: float = MLM_MASK_RATE
-    corpus: TextCorpus | None = None  # in-memory sources, for their read/curation reports
-
-
-_SPECS: dict[str, TaskSpec] = {}
-
-
-def task_spec(name: str) -> TaskSpec:
-    if name not in _SPECS:
-        close = difflib.get_close_matches(str(name), _SPECS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"Unknown task {name!r}; {hint}registered here: {sorted(_SPECS)} (see scaling.data.tasks)")
-    return _SPECS[name]
+    corpus: TextCorpus | None = None
+    tasks: tuple[str, ...] = ()
 
 
 def registered_tasks() -> list[str]:
-    return sorted(_SPECS)
+    """Every seqio task and mixture name, ours and stock ones."""
+    return sorted({*seqio.TaskRegistry.names(), *seqio.MixtureRegistry.names()})
+
+
+def _provider(name: str) -> seqio.Task | seqio.Mixture:
+    if name in seqio.TaskRegistry.names():
+        return seqio.TaskRegistry.get(name)
+    if name in seqio.MixtureRegistry.names():
+        return seqio.MixtureRegistry.get(name)
+    known = registered_tasks()
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UserError(
+        f"Unknown task {name!r}; {hint}registered: {', '.join(known)} (register your own files with "
+        "scaling.data.tasks.register_text_tasks, or any seqio.TaskRegistry / MixtureRegistry entry)"
+    )
+
+
+def _keywords(steps: Sequence[Callable], fn: Callable) -> dict | None:
+    """The bound keywords of the first preprocessor that is `fn` (or a functools.partial of it); None if none is."""
+    for step in steps:
+        if step is fn:
+            return {}
+        if isinstance(step, functools.partial) and step.func is fn:
+            return dict(step.keywords)
+    return None
+
+
+def _single_spec(task: seqio.Task) -> TaskSpec:
+    source = task.source
+    corpus = source.corpus if isinstance(source, CorpusSource) else None
+    mlm = _keywords(task.preprocessors, preprocessors.mlm_rows)
+    if mlm is not None:
+        return TaskSpec(task.name, "mlm", mask_rate=mlm.get("mask_rate", MLM_MASK_RATE), corpus=corpus)
+    features = sorted(task.output_features)
+    if not {"inputs", "targets"} <= set(features):
+        raise UserError(
+            f"Task {task.name!r} has output features {features}: the trainer takes encoder-decoder tasks (features "
+            "'inputs' and 'targets') and MLM tasks (with the preprocessor scaling.data.preprocessors.mlm_rows)"
+        )
+    span = _keywords(task.preprocessors, preprocessors.span_corruption)
+    if span is None:
+        return TaskSpec(task.name, "span_corruption", None, None, corpus=corpus)
+    return TaskSpec(
+        task.name,
+        "span_corruption",
+        span.get("noise_density", objectives.NOISE_DENSITY),
+        span.get("mean_noise_span_length", objectives.MEAN_NOISE_SPAN_LENGTH),
+        corpus=corpus,
+    )
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The objective and its parameters of any registered seqio task or mixture, read from seqio's registry.
+
+    A mixture's tasks must share the objective and vocabulary (and, for MLM, the mask rate); its noise
+    parameters are those of its densest task. An unknown name is a :class:`UserError` listing the known ones.
+    """
+    provider = _provider(name)
+    if isinstance(provider, seqio.Task):
+        return _single_spec(provider)
+    specs = [_single_spec(task) for task in provider.tasks]
+    names = tuple(spec.name for spec in specs)
+    found = {spec.objective for spec in specs}
+    if len(found) > 1:
+        raise UserError(f"Mixture {name!r} mixes objectives {sorted(found)} ({names}); use tasks of one objective")
+    vocabularies = [_task_vocabulary(task) for task in provider.tasks]
+    if any(v != vocabularies[0] for v in vocabularies[1:]):
+        raise UserError(f"Mixture {name!r} has tasks with different vocabularies ({names}); use one vocabulary")
+    if specs[0].objective == "mlm":
+        rates = {spec.mask_rate for spec in specs}
+        if len(rates) > 1:
+            raise UserError(f"Mixture {name!r} has tasks with mask rates {sorted(rates)}; rows are masked at one")
+        return TaskSpec(name, "mlm", mask_rate=rates.pop(), tasks=names)
+    densest = max(specs, key=lambda spec: spec.noise_density or 0.0)
+    return TaskSpec(name, "span_corruption", densest.noise_density, densest.mean_noise_span_length, tasks=names)
+
+
+def subtasks(name: str) -> list[seqio.Task]:
+    """The seqio tasks of a task (itself) or a mixture (all of its tasks, sub-mixtures flattened)."""
+    provider = _provider(name)
+    return [provider] if isinstance(provider, seqio.Task) else list(provider.tasks)
+
+
+def _known_splits(task: seqio.Task) -> tuple[str, ...] | None:
+    """The task's splits, or None where listing them would open the dataset (a tfds source given no splits)."""
+    source = task.source
+    if isinstance(source, seqio.TfdsDataSource):
+        return tuple(getattr(source, "_splits", ())) or None  # its `splits` property would load the tfds info
+    return tuple(source.splits)
+
+
+def check_splits(name: str, splits: Sequence[str], *, read: bool = True) -> None:
+    """Refuses a task or mixture that lacks one of `splits`, before anything trains (the trainer calls it with
+    `train` and `config.data.eval_split`).
+
+    With `read`, the splits of tasks over a :class:`TextCorpus` are read now (and kept for training), so that an
+    empty split or one over the unreadable-line threshold fails here too. A mixture needs each split in one of
+    its tasks at least (seqio skips the others, with a warning logged here). Raises a one-line :class:`UserError`.
+    """
+    tasks_ = subtasks(name)
+    for split in splits:
+        known = {task.name: _known_splits(task) for task in tasks_}
+        having = [task for task in tasks_ if known[task.name] is None or split in known[task.name]]
+        if not having:
+            theirs = sorted({s for found in known.values() for s in found or ()})
+            other = next((s for s in theirs if s != "train"), None)
+            fixes = [f"add {split} files (register_text_tasks(..., validation_glob=...))"]
+            if other is not None:
+                fixes.insert(0, f"evaluate on a split it has: --config.data.eval_split={other}")
+            raise UserError(f"Task {name!r} has no {split!r} split (its splits: {theirs}); {', or '.join(fixes)}")
+        missing = [task.name for task in tasks_ if task not in having]
+        if missing:
+            logging.warning("mixture %s: tasks %s have no %r split; seqio skips them there", name, missing, split)
+        if read:
+            for task in having:
+                if isinstance(task.source, CorpusSource):
+                    task.source.corpus.documents(split)
 
 
 class TextCorpus:
@@ -76,6 +194,7 @@ class TextCorpus:
         vocabulary: seqio.SentencePieceVocabulary,
         curation_options: curation.Curation = curation.NO_CURATION,
         text_key: str = "text",
+        max_bad_fraction: float = corpora.MAX_BAD_FRACTION,
     ):
         self.name = name
         self.splits = tuple(files)
@@ -83,23 +202,26 @@ class TextCorpus:
         self.vocabulary = vocabulary
         self.curation = curation_options
         self._text_key = text_key
+        self.max_bad_fraction = max_bad_fraction
         self._cache: dict[str, tuple[list[str], corpora.ReadReport, curation.CurationReport]] = {}
 
     def _load(self, split: str) -> tuple[list[str], corpora.ReadReport, curation.CurationReport]:
         if split not in self._files:
-            raise ValueError(f"Corpus {self.name!r} has no split {split!r}; it has {self.splits}")
+            raise UserError(f"Corpus {self.name!r} has no split {split!r}; it has {self.splits}")
         if split not in self._cache:
             paths = list(self._files[split]())
             read = corpora.ReadReport()
             docs = list(corpora.read_documents(paths, read, self._text_key))
+            where = f"corpus {self.name!r} split {split!r}"
+            corpora.check_bad_lines(read, where, self.max_bad_fraction, self._text_key)
             count_tokens = lambda text: len(self.vocabulary.tokenizer.EncodeAsIds(text))
             docs, cured = curation.curate(docs, self.curation, count_tokens)
             if not docs:
-                raise ValueError(
-                    f"Corpus {self.name!r} split {split!r} has no documents left: {read} {cured} "
-                    f"(files: {[str(p) for p in paths[:5]]}...). Check the files' encoding (UTF-8) and content."
+                raise UserError(
+                    f"{where.capitalize()} has no documents left: {read.summary()}; {cured} (files: "
+                    f"{[str(p) for p in paths[:5]]}). Add text to the files or change the curation options."
                 )
-            logging.info("corpus %s/%s: %s; %s", self.name, split, read, cured)
+            logging.info("%s: %s; %s", where, read.summary(), cured)
             self._cache[split] = (docs, read, cured)
         return self._cache[split]
 
@@ -118,8 +240,16 @@ class TextCorpus:
             docs = [docs[i] for i in order]
         return tf.data.Dataset.from_tensor_slices({"text": tf.constant(docs, tf.string)})
 
-    def source(self) -> seqio.FunctionDataSource:
-        return seqio.FunctionDataSource(self.dataset_fn, splits=self.splits)
+    def source(self) -> CorpusSource:
+        return CorpusSource(self)
+
+
+class CorpusSource(seqio.FunctionDataSource):
+    """A seqio source over a :class:`TextCorpus`, which it keeps (`corpus`) for `task_spec` and `check_splits`."""
+
+    def __init__(self, corpus: TextCorpus):
+        super().__init__(corpus.dataset_fn, splits=corpus.splits)
+        self.corpus = corpus
 
 
 class PreparedTfdsSource(seqio.TfdsDataSource):
@@ -144,14 +274,19 @@ class PreparedTfdsSource(seqio.TfdsDataSource):
         return super().get_dataset(split, shuffle, seed, shard_info, **kw)
 
 
-def vocabulary(task: str) -> seqio.Vocabulary:
-    """The vocabulary a registered task tokenizes with (its inputs', or targets' for MLM-only features)."""
-    features = seqio.get_mixture_or_task(task).output_features
+def _task_vocabulary(task: seqio.Task | seqio.Mixture) -> seqio.Vocabulary:
+    features = task.output_features
     return features["inputs" if "inputs" in features else "targets"].vocabulary
 
 
+def vocabulary(task: str) -> seqio.Vocabulary:
+    """The vocabulary a registered task or mixture tokenizes with (its inputs', or targets' for MLM-only features)."""
+    return _task_vocabulary(_provider(task))
+
+
 def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary, shuffle_buffer: int | None) -> str:
-    """Registers `spec` in seqio (replacing an earlier task of that name) and in `_SPECS`."""
+    """Registers `spec` as a seqio task (replacing an earlier task of that name); its preprocessors carry the
+    objective's parameters, which `task_spec` reads back."""
     key = "targets" if spec.objective == "span_corruption" else "inputs"
     if spec.objective == "span_corruption":
         objective = functools.partial(
@@ -169,7 +304,7 @@ def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
             "inputs": seqio.Feature(vocabulary, add_eos=False),
             "targets": seqio.Feature(vocabulary, add_eos=False),
         }
-        finish = [preprocessors.mlm_rows]
+        finish = [functools.partial(preprocessors.mlm_rows, mask_rate=spec.mask_rate)]
     if spec.name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(spec.name)
     seqio.TaskRegistry.add(
@@ -184,7 +319,6 @@ def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
         output_features=features,
         shuffle_buffer_size=shuffle_buffer,
     )
-    _SPECS[spec.name] = spec
     return spec.name
 
 
@@ -278,11 +412,19 @@ def register_text_tasks(
     noise_density: float = objectives.NOISE_DENSITY,
     mean_noise_span_length: float = objectives.MEAN_NOISE_SPAN_LENGTH,
     mask_rate: float = MLM_MASK_RATE,
+    max_bad_fraction: float = corpora.MAX_BAD_FRACTION,
 ) -> list[str]:
     """`{name}_span_corruption` and `{name}_mlm` over user `.txt` (one document per line) / `.jsonl` files.
 
-    The globs are expanded now, so a typo fails here; `validation_glob` adds a validation split.
+    The globs are expanded now, so a typo fails here; `validation_glob` adds the validation split that training
+    evaluates on (without it, training refuses the task unless `config.data.eval_split` names another split).
+    Lines that are not UTF-8, not JSON, or lack a string `text_key` are skipped and logged as `file:line`; when a
+    split is read, more than `max_bad_fraction` of its non-blank lines unreadable (default 0.01, i.e. 1%; 1.0
+    accepts any), or a file with no readable line, is a :class:`UserError` naming the file, the counts and the
+    first bad line numbers.
     """
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise UserError(f"max_bad_fraction = {max_bad_fraction!r}: use a fraction of lines in [0, 1] (default 0.01)")
     train = corpora.expand_glob(glob)
     files = {"train": lambda: train}
     if validation_glob is not None:
@@ -291,7 +433,9 @@ def register_text_tasks(
         if overlap:
             raise ValueError(f"Files in both train and validation: {sorted(map(str, overlap))[:3]}")
         files["validation"] = lambda: validation
-    corpus = TextCorpus(name, files, vocab.get_vocabulary(vocabulary_path), curation_options, text_key)
+    corpus = TextCorpus(
+        name, files, vocab.get_vocabulary(vocabulary_path), curation_options, text_key, max_bad_fraction
+    )
     return _text_tasks(name, corpus, noise_density, mean_noise_span_length, mask_rate)
 
 

@@ -22,8 +22,10 @@ exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable
@@ -142,15 +144,41 @@ class Checkpointer:
         """
         if step in self._manager.all_steps():
             return False
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata)),
-            force=force,
-        )
+        try:
+            return self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata)),
+                force=force,
+            )
+        except Exception as error:  # a failed earlier async save surfaces here too
+            self._save_failed(error)
+
+    def _save_failed(self, error: Exception) -> None:
+        """A save that failed (a full disk, a lost mount) stops the run: the half-written step is removed and
+        the message names the directory, the cause and the last complete step, which a rerun resumes from."""
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            self._manager.reload()
+        raise CheckpointError(
+            f"saving a checkpoint to {self.directory} failed: {_first_line(error)}; free space or fix the "
+            f"directory, then rerun to resume from step {self.latest_step()}"
+        ) from error
 
     def latest_step(self) -> int | None:
         """The newest complete step, or None for a fresh run."""
         return self._manager.latest_step()
+
+    def metadata(self, step: int | None = None) -> dict[str, Any] | None:
+        """The JSON metadata of `step` (default: the newest), read without the state, or None when it does not
+        read: what a resume compares with the new config before it restores anything."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        try:
+            return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception:  # an unreadable step is dealt with by restore, which falls back and quarantines
+            return None
 
     def all_steps(self) -> list[int]:
         """Complete steps on disk, oldest first."""
@@ -204,23 +232,34 @@ class Checkpointer:
             )
         except Exception as error:  # orbax/tensorstore raise many types for truncated or mismatched files.
             raise CheckpointError(
-                f"checkpoint {step_dir} could not be restored: {type(error).__name__}: {error}", step_dir
+                f"checkpoint {step_dir} could not be restored: {_first_line(error)}", step_dir
             ) from error
         return Restored(step, restored.state, dict(restored.meta))
 
     def wait(self) -> None:
-        """Block until pending async saves are on disk."""
-        self._manager.wait_until_finished()
+        """Block until pending async saves are on disk; a failed one raises :class:`CheckpointError`."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as error:
+            self._save_failed(error)
 
     def close(self) -> None:
-        """Wait for pending saves and release orbax's threads."""
-        self._manager.close()
+        """Wait for pending saves and release orbax's threads. A save failure was already raised by :meth:`wait`
+        or :meth:`save`; here, on the way out of an error, it must not hide the error that is leaving."""
+        with contextlib.suppress(Exception):
+            self._manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _first_line(error: Exception, limit: int = 300) -> str:
+    """`Type: message` cut to its first line and `limit` characters: tensorstore messages run to pages."""
+    text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class PreemptionHandler:

@@ -123,8 +123,10 @@ class JsonlWriter(metric_writers.MetricWriter):
         self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115  open for the writer's lifetime
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        """Writes the record and flushes it at once: `tail -f`, a notebook or a crash sees every line written."""
         record = {"step": int(step), **{k: _clean(v) for k, v in scalars.items()}}
         self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
 
     # JSON lines carry scalars only; images, audio and the rest go to TensorBoard.
     def write_summaries(self, step, values, metadata=None) -> None:
@@ -155,21 +157,45 @@ class JsonlWriter(metric_writers.MetricWriter):
         self._file.close()
 
 
+class _TensorBoard(metric_writers.SummaryWriter):
+    """TensorBoard with tags grouped as `train/…` and `eval/…` (`eval_loss` → `eval/loss`)."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        tagged = {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in scalars.items()}
+        super().write_scalars(step, tagged)
+
+
 def create_writer(
-    workdir: str | os.PathLike, *, resume_step: int | None = None, asynchronous: bool = True
+    workdir: str | os.PathLike, *, resume_step: int | None = None, hparams: Mapping[str, Any] | None = None
 ) -> metric_writers.MetricWriter:
     """TensorBoard + ``metrics.jsonl`` writer on process 0, a no-op writer elsewhere.
 
-    Call ``flush()`` at checkpoints and ``close()`` at the end. ``resume_step``: see :class:`JsonlWriter`.
+    ``metrics.jsonl`` is written synchronously, a line per record, so nothing logged before a crash is lost;
+    TensorBoard in the background. ``hparams`` (the flattened config) go to TensorBoard's hparams plugin.
+    ``resume_step``: see :class:`JsonlWriter`. Call ``close()`` at the end.
     """
     if jax.process_index() != 0:
         return metric_writers.MultiWriter([])
     workdir = Path(workdir)
-    writers = [
-        metric_writers.SummaryWriter(os.fspath(workdir / TENSORBOARD_DIR)),
-        JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step),
-    ]
-    return metric_writers.AsyncMultiWriter(writers) if asynchronous else metric_writers.MultiWriter(writers)
+    tensorboard = _TensorBoard(os.fspath(workdir / TENSORBOARD_DIR))
+    if hparams:
+        tensorboard.write_hparams(dict(hparams))
+    return metric_writers.MultiWriter(
+        [metric_writers.AsyncWriter(tensorboard), JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step)]
+    )
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"optimizer": {"name": "adamw"}}` → `{"optimizer.name": "adamw"}`; values TensorBoard cannot hold as
+    hparams (None, lists) become strings."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return out
 
 
 def _duration(seconds: float) -> str:

@@ -35,8 +35,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling import accounting, models, optim, parallel, shapes
 from scaling import budget as budget_lib
-from scaling.errors import ScalingError, UserError
-from scaling.training import artifact, checkpoints, metrics
+from scaling.errors import Preempted, ScalingError, UserError
+from scaling.training import artifact, checkpoints, lock, metrics
 
 NAN_POLICIES = ("stop", "skip")
 REMAT = ("none", "full", "dots")
@@ -80,6 +80,8 @@ def default_config() -> ml_collections.ConfigDict:
             "micro_batch_size": placeholder(int),  # global examples per accumulation step; None = batch_size
             "z_loss": 0.0,
             "nan_policy": "stop",  # stop | skip (drop the update and go on)
+            "max_consecutive_skips": 20,  # nan_policy=skip: this many skipped steps in a row stop the run (0: never)
+            "resume": {"allow_changes": ""},  # trajectory fields a resume may change: "batch_size,seed" or "all"
             "log_every_steps": 50,
             "eval_every_steps": 1000,  # 0: evaluate only at the end
             "optimizer": optim.default_config(),
@@ -116,6 +118,9 @@ def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
         fail("eval_every_steps", f"= {config.eval_every_steps}: use 0 (only at the end) or a positive integer")
     if config.nan_policy not in NAN_POLICIES:
         fail("nan_policy", f"= {config.nan_policy!r}: use one of {NAN_POLICIES}")
+    skips = config.max_consecutive_skips
+    if not isinstance(skips, int) or isinstance(skips, bool) or skips < 0:
+        fail("max_consecutive_skips", f"= {skips!r}: use 0 (never stop) or a positive integer")
     if config.model.remat not in REMAT:
         fail("model.remat", f"= {config.model.remat!r}: use one of {REMAT}")
     if config.model.dtype not in (*DTYPES, "auto"):
@@ -198,6 +203,7 @@ def build_run(config: ml_collections.ConfigDict, devices: list | None = None) ->
     from scaling.data import tasks
 
     spec = tasks.task_spec(config.data.task)
+    tasks.check_splits(config.data.task, ("train", config.data.eval_split))  # before any step, not at the first eval
     shape = resolve_shape(config)
     mlm = spec.objective == "mlm"
     if mlm == shape.is_encoder_decoder:
@@ -567,18 +573,18 @@ def pretraining_job(run: Run) -> Job:
 
 
 def describe(run: Run) -> str:
-    """The start-up report: resolved config, shape, costs, mesh and devices."""
+    """The start-up report: shape, costs, mesh and devices (the config itself is in `config.json` and TensorBoard's
+    hparams, not on the console)."""
     counts = accounting.param_counts(run.shape)
     devices = jax.devices()
     lines = [
-        "config:",
-        run.config.to_json_best_effort(indent=2),
         f"shape {run.shape.name}: {counts.total:,} parameters ({counts.non_embedding:,} non-embedding), "
         f"sequence {run.sequence.inputs}/{run.sequence.targets}",
         f"FLOPs per step (train, matmul convention): {run.flops_per_example * run.config.batch_size:.4g} "
         f"({run.config.batch_size} examples, {run.full_microbatches} micro-batch(es) of {run.micro_batch_size})",
         f"mesh {dict(run.mesh.shape)} over {len(devices)} {devices[0].device_kind} device(s) in "
-        f"{jax.process_count()} process(es); compute dtype {jnp.dtype(run.dtype).name}",
+        f"{jax.process_count()} process(es); compute dtype {jnp.dtype(run.dtype).name}; budget "
+        f"{run.budget.amount:g} {run.budget.unit}",
     ]
     return "\n".join(lines)
 
@@ -594,10 +600,54 @@ def train(
     """Pretrains until the budget is spent (or a preemption, or `stop_after_steps` steps in this call).
 
     Resumes from the latest checkpoint in `workdir/checkpoints`. Returns the final metrics (also written to
-    `workdir/summary.json`).
+    `workdir/summary.json`); a preemption raises :class:`scaling.errors.Preempted` after its checkpoint is saved.
     """
     run = build_run(config, devices)
     return fit(pretraining_job(run), workdir, stop_after_steps=stop_after_steps, print_fn=print_fn).metrics
+
+
+# Config fields that decide a run's trajectory: a resume that changes one would silently continue a different
+# experiment (the data position counts micro-batches, the optimizer state has the old shapes, …).
+TRAJECTORY_FIELDS = ("model", "data", "batch_size", "micro_batch_size", "optimizer", "seed", "z_loss")
+# Fields inside those that do not change what is trained.
+NOT_TRAJECTORY = ("model.remat", "data.eval_split", "data.eval_batches")
+
+
+def config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[tuple[str, Any, Any]]:
+    """(field, saved value, new value) for each trajectory field the new config changes."""
+    old = metrics.flatten(saved)
+    new = metrics.flatten(json.loads(config.to_json_best_effort()))
+    fields = sorted(
+        f
+        for f in set(old) | set(new)
+        if f.split(".")[0] in TRAJECTORY_FIELDS and not f.startswith(NOT_TRAJECTORY) and old.get(f) != new.get(f)
+    )
+    return [(f, old.get(f), new.get(f)) for f in fields]
+
+
+def _check_resume(config: ml_collections.ConfigDict, ckpt: checkpoints.Checkpointer) -> list[dict[str, Any]]:
+    """Refuses to resume the newest checkpoint with a config that changes the run's trajectory, unless the user
+    allowed those fields (`resume.allow_changes`); returns every allowed change so far (to keep and report)."""
+    saved = ckpt.metadata()
+    if saved is None or "config" not in saved:
+        return []
+    history = list(saved.get("resume_changes", []))
+    changes = config_changes(saved["config"], config)
+    allowed = {f.strip() for f in str(config.resume.allow_changes).split(",") if f.strip()}
+    refused = [c for c in changes if "all" not in allowed and c[0] not in allowed]
+    if refused:
+        listed = "\n".join(f"  {field}: {old!r} → {new!r}" for field, old, new in refused[:12])
+        more = f"\n  … and {len(refused) - 12} more" if len(refused) > 12 else ""
+        raise ConfigError(
+            f"{ckpt.directory} was trained with another config; resuming would change its trajectory:\n{listed}{more}\n"
+            f"Rerun with the original values, use a new --workdir, or allow the change with "
+            f"--config.resume.allow_changes={','.join(c[0] for c in refused)} (recorded in summary.json)."
+        )
+    step = saved.get("spent", {}).get("step")
+    for field, old, new in changes:
+        logging.warning("resuming step %s with %s changed from %r to %r (allowed)", step, field, old, new)
+        history.append({"step": step, "field": field, "old": old, "new": new})
+    return history
 
 
 def fit(
@@ -605,18 +655,57 @@ def fit(
 ) -> Fitted:
     """Runs `job` in `workdir` until its budget is spent, it stops early, it is preempted, or `stop_after_steps`
     steps were taken in this call; resumes from the newest checkpoint there. Every Job goes through here: one
-    step, one non-finite policy, one budget, one metrics writer, one checkpoint layout, one exact resume."""
+    step, one non-finite policy, one budget, one metrics writer, one checkpoint layout, one exact resume.
+
+    The workdir is locked for the run (a second live run there is refused); a resume whose config changes the
+    trajectory is refused before anything is read; a preemption raises :class:`scaling.errors.Preempted` once
+    its checkpoint is saved."""
     workdir = Path(workdir)
     run = job.run
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(run.config.to_json_best_effort(indent=2) + "\n")
-        print_fn(describe(run))
     with contextlib.ExitStack() as cleanup:
+        held = cleanup.enter_context(lock.WorkdirLock(workdir)) if jax.process_index() == 0 else None
         ckpt = cleanup.enter_context(
             checkpoints.Checkpointer.from_config(workdir / "checkpoints", run.config.checkpoint)
         )
-        return _loop(job, workdir, ckpt, cleanup, stop_after_steps, print_fn)
+        resume_changes = _check_resume(run.config, ckpt)
+        if jax.process_index() == 0:
+            (workdir / "config.json").write_text(run.config.to_json_best_effort(indent=2) + "\n")
+            print_fn(describe(run))
+        return _loop(job, workdir, ckpt, cleanup, held, resume_changes, stop_after_steps, print_fn)
+
+
+class _Watchdog:
+    """Warns (once each) about a run that trains without learning: a gradient norm of 0 for `patience` steps in a
+    row, or a loss that has not moved from its first logged value after `patience` steps (a learning rate far
+    too high or too low, a frozen model, a constant batch). It warns; the budget still decides when to stop."""
+
+    def __init__(self, patience: int):
+        self.patience, self.zero_steps, self.first_loss, self.warned = patience, 0, None, set()
+
+    def step(self, step: int, grad_norm: float) -> str | None:
+        self.zero_steps = self.zero_steps + 1 if grad_norm == 0 else 0
+        if self.zero_steps >= self.patience and "grad" not in self.warned:
+            self.warned.add("grad")
+            return (
+                f"the gradient norm has been 0 for {self.zero_steps} steps (step {step}): nothing is learning. "
+                f"A learning rate far too high saturates the model (check optimizer.learning_rate)"
+            )
+        return None
+
+    def logged(self, step: int, loss: float) -> str | None:
+        if not math.isfinite(loss):
+            return None
+        if self.first_loss is None:
+            self.first_loss, self.first_step = loss, step
+            return None
+        still = abs(loss - self.first_loss) <= 1e-3 * max(abs(self.first_loss), 1.0)
+        if still and step - self.first_step >= self.patience and "loss" not in self.warned:
+            self.warned.add("loss")
+            return (
+                f"the loss has not moved from {self.first_loss:.4f} in {step - self.first_step} steps: check "
+                f"optimizer.learning_rate and the data"
+            )
+        return None
 
 
 def _loop(
@@ -624,6 +713,8 @@ def _loop(
     workdir: Path,
     ckpt: checkpoints.Checkpointer,
     cleanup: contextlib.ExitStack,
+    held: lock.WorkdirLock | None,
+    resume_changes: list[dict[str, Any]],
     stop_after_steps: int | None,
     print_fn: Callable[[str], None],
 ) -> Fitted:
@@ -637,9 +728,12 @@ def _loop(
         position, skipped = restored.metadata["data_position"], restored.metadata.get("skipped_steps", 0)
         stopped_early = restored.metadata.get("stopped_early", False)
         print_fn(f"resumed from step {spent.step} ({position} micro-batches read)")
-    writer = metrics.create_writer(workdir, resume_step=spent.step or None)
+    hparams = metrics.flatten(json.loads(config.to_json_best_effort()))
+    writer = metrics.create_writer(workdir, resume_step=spent.step or None, hparams=hparams)
     cleanup.callback(writer.close)
     last: dict[str, Any] = {}
+    watchdog = _Watchdog(patience=max(10, config.log_every_steps))
+    warnings: list[str] = []
 
     def metadata() -> dict[str, Any]:
         return {
@@ -649,11 +743,18 @@ def _loop(
             "stopped_early": stopped_early,
             "shape": run.shape.name,
             "config": json.loads(config.to_json_best_effort()),
+            "resume_changes": resume_changes,
         }
 
     def finished() -> bool:
         return stopped_early or run.budget.done(spent)
 
+    def warn(message: str | None) -> None:
+        if message:
+            logging.warning("%s", message)
+            warnings.append(message)
+
+    compile_seconds = 0.0
     if not finished():
         train_batches = job.train_batches(position)  # a missing dataset fails here, before any parameter exists
         pending = [next(train_batches)]
@@ -663,12 +764,15 @@ def _loop(
             state = job.initial_state()
             if job.stop_early is not None and job.stop_early(state["params"]):
                 stopped_early = True
-        compiled = None if finished() else compile_steps(run, state, pending[0])
-        compile_seconds = compiled.seconds if compiled else 0.0
+        if not finished():
+            print_fn("compiling the train step …")
+            compiled = compile_steps(run, state, pending[0])
+            compile_seconds = compiled.seconds
+            print_fn(f"compiled in {compile_seconds:.1f} s")
     peak = metrics.peak_flops(jax.devices()[0].device_kind)
     base_key = jax.random.key(config.seed + 1)
     interval: dict[str, float] = {}
-    steps_this_call = 0
+    steps_this_call, consecutive_skips, preempted = 0, 0, False
     with checkpoints.PreemptionHandler() as preemption:
         while not finished():
             started = time.perf_counter()
@@ -688,7 +792,18 @@ def _loop(
                         f"optimizer.grad_clip_norm or z_loss, or set nan_policy='skip' to drop such steps."
                     )
                 skipped += 1
+                consecutive_skips += 1
                 logging.warning("non-finite loss at step %d: update skipped (%d so far)", spent.step + 1, skipped)
+                if config.max_consecutive_skips and consecutive_skips >= config.max_consecutive_skips:
+                    raise NonFiniteLossError(
+                        f"{consecutive_skips} steps in a row (to step {spent.step + 1}) had a non-finite loss or "
+                        f"gradient and were skipped: the run has diverged. The last checkpoint is step "
+                        f"{ckpt.latest_step()} in {ckpt.directory}. Lower optimizer.learning_rate, add "
+                        f"optimizer.grad_clip_norm or z_loss (max_consecutive_skips = {config.max_consecutive_skips})."
+                    )
+            else:
+                consecutive_skips = 0
+                warn(watchdog.step(spent.step + 1, step_metrics["grad_norm"]))
             examples = n_micro * run.micro_batch_size
             seconds = budget_lib.agree_across_processes(time.perf_counter() - started)
             spent = spent.advance(
@@ -708,9 +823,8 @@ def _loop(
             if job.stop_early is not None and job.check_every and spent.step % job.check_every == 0:
                 stopped_early = job.stop_early(state["params"])
             done = finished()
-            stop = preemption.should_stop(spent.step) or (
-                stop_after_steps is not None and steps_this_call >= stop_after_steps
-            )
+            preempted = preemption.should_stop(spent.step)
+            stop = preempted or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
             record: dict[str, Any] = {}
             if spent.step % config.log_every_steps == 0 or done or stop:
                 weight = interval["weight"] or math.nan  # an interval of skipped steps has no loss
@@ -734,6 +848,9 @@ def _loop(
                     ),
                 }
                 interval = {}
+                warn(watchdog.logged(spent.step, record["loss"]))
+                if held is not None:
+                    held.refresh()
             if (config.eval_every_steps and spent.step % config.eval_every_steps == 0) or done:
                 record.update(job.evaluate(state["params"]))
             if record:
@@ -743,8 +860,6 @@ def _loop(
                     print_fn(metrics.progress_line(spent.step, run.budget.progress(spent), spent.seconds, record))
             ckpt.save(spent.step, state, metadata(), force=done or stop)
             if stop:
-                writer.flush()
-                print_fn(f"stopping at step {spent.step}: checkpoint saved, rerun the same command to resume")
                 break
     if stopped_early and spent.step == 0 and not ckpt.all_steps():
         ckpt.save(0, state, metadata(), force=True)  # done before any step: the resumed run must know it
@@ -765,10 +880,32 @@ def _loop(
             "sequence": {"inputs": run.sequence.inputs, "targets": run.sequence.targets},
             "budget": {"unit": run.budget.unit, "amount": run.budget.amount, "spent": spent.as_dict()},
             "mesh": dict(run.mesh.shape),
+            "warnings": warnings,
+            "resume_changes": resume_changes,
             **job.summary,
         },
     )
+    if jax.process_index() == 0:
+        print_fn(_closing_line(workdir, run, spent, final, preempted))
+    if preempted:
+        raise Preempted(
+            f"preempted at step {spent.step}: checkpoint saved in {ckpt.directory}; rerun the same command to resume"
+        )
     return Fitted(final, state)
+
+
+def _closing_line(workdir: Path, run: Run, spent: budget_lib.Spent, final: dict[str, Any], preempted: bool) -> str:
+    """What was spent, the final metrics and where the files are, in one line."""
+    how = "preempted" if preempted else "done" if final["completed"] else "stopped"
+    results = ", ".join(
+        f"{k} {final[k]:.4f}" for k in ("loss", "eval_loss", "eval_score") if isinstance(final.get(k), float)
+    )
+    return (
+        f"{how}: step {spent.step}, {spent.seconds:.0f} s of training, {spent.tokens:,} tokens, {spent.flops:.3g} FLOPs"
+        f" ({100 * run.budget.progress(spent):.0f}% of {run.budget.amount:g} {run.budget.unit})"
+        + (f"; {results}" if results else "")
+        + f"; files in {workdir}"
+    )
 
 
 def _take(iterator: Iterator, n: int) -> Iterator:
