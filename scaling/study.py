@@ -21,12 +21,19 @@ def _study(argv: list[str]) -> int:
     )
     parser.add_argument("--out", required=True, help="where checkpoints and every stage's outputs go (resumable)")
     parser.add_argument(
-        "--results", default=None, help="where the tables and report go (default notebooks/results/NAME)"
+        "--results",
+        default=None,
+        help="where the tables and report go (default OUT/results; the shipped ones are notebooks/results/NAME, "
+        "written only when named here)",
     )
+    parser.add_argument("--dry_run", action="store_true", help="validate everything and print the stages; run none")
     args = parser.parse_args(argv)
     from scaling.experiments import configfiles, study
 
     config = configfiles.load_with_overrides(args.config, args.overrides)
+    if args.dry_run:
+        print("\n".join(study.plan(config, args.out)))
+        return 0
     results = study.run_study(
         config,
         args.out,

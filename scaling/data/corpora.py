@@ -39,6 +39,7 @@ _SOTU_NAME = re.compile(r"^(\d{4})-[^/]+\.txt$")
 MAX_BAD_FRACTION = 0.01  # of a split's non-blank lines; more unreadable lines than this fail the read
 BAD_LINE_EXAMPLES = 5  # line numbers kept (and logged) per file
 NOT_UTF8, NOT_JSON, NO_TEXT = "not UTF-8", "not JSON", "no text field"
+_BLANK = b" \t\r\n\x0b\x0c\x00"  # a line of only these is blank (NULs: the half of UTF-16's newline)
 
 
 @dataclasses.dataclass
@@ -187,7 +188,7 @@ def read_documents(paths: Iterable[Path], report: ReadReport, text_key: str = "t
         file = FileReport()
         jsonl = path.suffix == ".jsonl"
         for number, raw in enumerate(_lines(path), start=1):
-            if not raw.strip():
+            if not raw.strip(_BLANK):
                 continue
             file.lines += 1
             line = _decode(raw, number == 1, file)
@@ -239,6 +240,7 @@ def check_bad_lines(
         raise UserError(f"max_bad_fraction = {max_bad_fraction!r}: use a fraction of lines in [0, 1] (default 0.01)")
     for path, file in report.bad_files.items():
         examples = ", ".join(f"{path}:{number} ({kind})" for number, kind in file.first_bad)
+        examples += ", …" if file.bad > len(file.first_bad) else ""
         logging.warning("%s: skipped %d of %d lines: %s", where, file.bad, file.lines, examples)
     if not report.bad_files or max_bad_fraction >= 1.0:
         return

@@ -166,11 +166,18 @@ def check_splits(name: str, splits: Sequence[str], *, read: bool = True) -> None
         having = [task for task in tasks_ if known[task.name] is None or split in known[task.name]]
         if not having:
             theirs = sorted({s for found in known.values() for s in found or ()})
+            if split == "train":
+                raise UserError(f"Task {name!r} has no 'train' split (its splits: {theirs}); training reads 'train'")
             other = next((s for s in theirs if s != "train"), None)
-            fixes = [f"add {split} files (register_text_tasks(..., validation_glob=...))"]
-            if other is not None:
-                fixes.insert(0, f"evaluate on a split it has: --config.data.eval_split={other}")
-            raise UserError(f"Task {name!r} has no {split!r} split (its splits: {theirs}); {', or '.join(fixes)}")
+            evaluate = (
+                f"evaluate on a split it has (--config.data.eval_split={other})"
+                if other is not None
+                else "evaluate on the training text (--config.data.eval_split=train)"
+            )
+            raise UserError(
+                f"Task {name!r} has no {split!r} split (its splits: {theirs}): add {split} files "
+                f"(register_text_tasks(..., validation_glob=...)), or {evaluate}"
+            )
         missing = [task.name for task in tasks_ if task not in having]
         if missing:
             logging.warning("mixture %s: tasks %s have no %r split; seqio skips them there", name, missing, split)

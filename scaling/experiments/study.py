@@ -17,7 +17,8 @@ budget, and each run's own overrides — and the stages that follow each run:
 Stages go one at a time over all runs: every pretraining (the budgeted, timed part, which nothing else should
 share the machine with) before any profiling, and both before the untimed finetuning and compression.
 
-Then the tables go to ``--results`` (default ``notebooks/results/NAME``, which is what the repository ships):
+Then the tables go to ``--results`` (default ``OUT/results``: the checkout is written only when told, e.g.
+``--results=notebooks/results/NAME`` to regenerate what the repository ships):
 ``runs.csv``, ``curves.csv``, ``profile.csv``, ``downstream.csv``, ``baselines.csv`` (the best constant
 answer's score per task), ``compression.csv``, ``errors.csv``, ``study.json`` (command, date, hardware, software,
 seeds, stage seconds) and ``report.md``, whose tables and
@@ -42,7 +43,6 @@ from scaling.errors import UserError
 from scaling.experiments import configfiles, sweep
 
 STAGES = ("pretrain", "profile", "finetune", "compress")
-RESULTS_ROOT = Path("notebooks") / "results"  # relative to the repository root, where configs/ paths resolve too
 CURVE_COLUMNS = (
     "run",
     "step",
@@ -76,7 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
     """Every field a study file sets; ``configs/study_*.py`` start from it."""
     return ml_collections.ConfigDict(
         {
-            "name": "",  # results folder name under notebooks/results/
+            "name": "",  # the study's name (its folder under notebooks/results/ in the repository)
             "kind": "",  # which report: scaling.analysis.studies.REPORTS
             "recipe": "",  # pretraining config file every run starts from (configs/NAME.py[:ARG])
             "budget": "",  # UNIT:AMOUNT, the same for every run (scaling.budget units)
@@ -183,6 +183,33 @@ class _Clock:
         self.path.write_text(json.dumps(self.seconds, indent=2) + "\n")
 
 
+def plan(study: ml_collections.ConfigDict, out: str | Path) -> list[str]:
+    """What :func:`run_study` would do, one line a stage, after validating every run's config, the finetuning
+    recipe and the compression settings — `python -m scaling.study --dry_run` prints it."""
+    configs = pretrain_configs(study)
+    settings = compress_settings(study) if study.compress.enabled else None
+    if settings is not None and not study.finetune.recipe:
+        raise StudyError("config.compress.enabled needs a finetuning stage: set config.finetune.recipe")
+    out = Path(out)
+    lines = []
+    for name, config in configs.items():
+        lines.append(
+            f"pretrain {name}: {config.model.name} on {config.data.task}, budget "
+            f"{config.budget.amount:g} {config.budget.unit} → {out / 'pretrain' / name}"
+        )
+        if study.profile.steps:
+            lines.append(f"profile {name}: {study.profile.steps} steps → {out / 'profile' / f'{name}.csv'}")
+        if study.finetune.recipe:
+            ft_config = finetune_config(study, out / "pretrain" / name)
+            lines.append(f"finetune {name}: {ft_config.tasks} (seeds {ft_config.seeds}) → {out / 'finetune' / name}")
+            if settings is not None:
+                lines.append(
+                    f"compress {name}: bits {settings.bits}, sparsities {settings.sparsities} → "
+                    f"{out / 'compress' / name}"
+                )
+    return lines
+
+
 def run_study(
     study: ml_collections.ConfigDict,
     out: str | Path,
@@ -250,7 +277,7 @@ def run_study(
                     print_fn=print_fn,
                 ),
             )
-    return collect(study, configs, out, Path(results) if results else RESULTS_ROOT / study.name, command=command)
+    return collect(study, configs, out, Path(results) if results else Path(out) / "results", command=command)
 
 
 # ------------------------------------------------------------------------------------------ collection
