@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -153,8 +154,43 @@ def _one_line(error: BaseException) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def run(command: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+def _quiet_tensorflow() -> None:
+    """Imports TensorFlow with file descriptor 2 closed, and hides the GPUs from it.
+
+    TensorFlow only runs tf.data on the host here. On import its C++ side writes absl's pre-initialisation banner,
+    the CUDA stub's "no GPU" notes and CPU-feature advice straight to fd 2, before any setting (not even
+    ``TF_CPP_MIN_LOG_LEVEL``) can stop them; and on a GPU machine it would reserve accelerator memory that jax
+    needs. A failing import still raises (after fd 2 is restored). ``TF_CPP_MIN_LOG_LEVEL=0`` shows everything.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _DropSeqioCacheAdvice(logging.Filter):
+    """seqio advises caching every FunctionDataset "for shuffling on restarts"; our pipeline resumes by position
+    and shuffles deterministically (scaling.data.pipeline), so the advice — printed per split — is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "uncached FunctionDataset" not in record.getMessage()
+
+
+def run(
+    command: Callable[[list[str]], int | None], argv: Sequence[str] | None = None, *, tensorflow: bool = True
+) -> int:
     """Runs ``command(argv)`` (default ``sys.argv[1:]``) under the convention and returns the exit code.
+
+    Commands that read data (``tensorflow=True``) get TensorFlow imported quietly first; the analysis commands
+    pass False and never import it.
 
     A :class:`ScalingError` becomes ``error: MESSAGE`` on stderr and its ``exit_code`` (2 for a
     :class:`UserError`, 1 otherwise). A ``FileNotFoundError`` or ``FileExistsError`` of the project's own checks
@@ -163,6 +199,9 @@ def run(command: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     """
     set_verbosity(logging.WARNING)
     try:
+        if tensorflow:
+            _quiet_tensorflow()
+            logging.getLogger("absl").addFilter(_DropSeqioCacheAdvice())
         code = command(list(sys.argv[1:] if argv is None else argv))
     except ScalingError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

@@ -160,7 +160,7 @@ def _command(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scaling.analysis.figures``: draw every figure of :data:`FIGURES` from the shipped tables."""
-    return cli.run(_command, argv)
+    return cli.run(_command, argv, tensorflow=False)
 
 
 if __name__ == "__main__":

@@ -420,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scaling.analysis.studies DIR [DIR ...]``: rewrite each study's report.md from its tables."""
     from scaling import cli
 
-    return cli.run(_rewrite_reports, argv)
+    return cli.run(_rewrite_reports, argv, tensorflow=False)
 
 
 if __name__ == "__main__":

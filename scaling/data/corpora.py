@@ -74,12 +74,12 @@ class FileReport:
         kinds = ", ".join(f"{n} {kind}" for n, kind in counts if n)
         return f"{kinds}; first at line {', '.join(str(number) for number, _ in self.first_bad)}"
 
-    def fix(self) -> str:
+    def fix(self, text_key: str = "text") -> str:
         if self.utf16:
             return "it looks like UTF-16: convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
         if self.non_utf8:
             return "convert it to UTF-8 (iconv -f WINDOWS-1252 -t UTF-8 FILE > NEW for Latin-1/Windows text)"
-        return "make each line one JSON object with the text field (see the first lines named)"
+        return f"make each line one JSON object with a string {text_key!r} field (or pass the field as text_key=)"
 
 
 @dataclasses.dataclass
@@ -247,14 +247,15 @@ def check_bad_lines(
     knob = "or pass max_bad_fraction= to register_text_tasks (a fraction of lines; 1.0 accepts any)"
     for path, file in report.bad_files.items():
         if file.bad == file.lines:
-            raise UserError(f"{where}: no line of {path} is readable ({file.details(text_key)}): {file.fix()}; {knob}")
+            why = f"({file.details(text_key)}): {file.fix(text_key)}"
+            raise UserError(f"{where}: no line of {path} is readable {why}; {knob}")
     if report.bad > max_bad_fraction * report.lines:
         path, file = max(report.bad_files.items(), key=lambda item: item[1].bad)
         others = len(report.bad_files) - 1
         more = f" and {others} more file{'s' if others > 1 else ''}" if others else ""
         raise UserError(
             f"{where}: {report.bad} of {report.lines} lines are unreadable, over the {max_bad_fraction:g} limit: "
-            f"{path} has {file.bad} of {file.lines} ({file.details(text_key)}){more}; {file.fix()}, {knob}"
+            f"{path} has {file.bad} of {file.lines} ({file.details(text_key)}){more}; {file.fix(text_key)}, {knob}"
         )
 
 

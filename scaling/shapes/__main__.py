@@ -76,7 +76,7 @@ def _shapes(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run(_shapes, argv)
+    return cli.run(_shapes, argv, tensorflow=False)
 
 
 if __name__ == "__main__":
