@@ -104,6 +104,7 @@ def test_every_readme_command_has_a_rule():
 
 def test_the_readme_test_command_is_what_ci_runs():
     (setup,) = [c for c in readme_commands() if rule_for(c).group == "ci"]
+
     def normal(text: str) -> str:  # .ci/run spells pip as `python -m pip … --quiet`
         return " ".join(text.replace('"', "").replace("python -m pip", "pip").replace("--quiet ", "").split())
 
