@@ -1,5 +1,9 @@
 """`python -m scaling.convert import-hf SRC DST | import-mesh-tf SRC DST | export-hf SRC DST`.
 
+BERT family: import-hf also reads a Hugging Face BertForMaskedLM / RobertaForMaskedLM /
+RobertaPreLayerNormForMaskedLM directory (by config.json's model_type), and export-hf of a BERT-family artifact
+writes one (config.json and model.safetensors, no tokenizer).
+
 import-*: SRC is a Hugging Face T5 directory or a Mesh TF checkpoint (directory or `model.ckpt-N` prefix, with
 `operative_config.gin` beside it); DST becomes a model artifact (with the source's vocabulary: `spiece.model`, or
 `tokenizer.json` converted) that `--config.init_from=DST`, `python -m scaling.decode` and finetuning read.
@@ -88,6 +92,8 @@ def import_hf(
     from scaling.convert import tokenizer
 
     source = hf_source(src).absolute()
+    if hf.model_type(source) in hf.BERT_MODEL_TYPES:
+        return _import_hf_bert(source, dst, vocabulary=vocabulary, overwrite=overwrite)
     model, shape = hf.load_t5(source)
     try:
         found, origin = tokenizer.find_vocabulary(source) if vocabulary is None else (None, None)
@@ -101,6 +107,21 @@ def import_hf(
             "--vocabulary=PATH/spiece.model",
             source,
         )
+    prov = artifact.provenance("import-hf", source, vocabulary=origin)
+    return artifact.save(
+        dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
+    )
+
+
+def _import_hf_bert(source: Path, dst: str | os.PathLike, *, vocabulary, overwrite: bool) -> Path:
+    """A Hugging Face BERT / RoBERTa (post- or pre-norm) masked LM as an artifact; its WordPiece / BPE tokenizer
+    is not kept (our vocabularies are sentencepiece models): `vocabulary` stores one that fits."""
+    from flax import nnx
+
+    model, shape = hf.load_bert(source)
+    stored, origin = _vocabulary_for(shape, None, None, vocabulary, source)
+    if stored is None:
+        log.warning("%s: the BERT/RoBERTa tokenizer is not converted; the artifact has no vocabulary", source)
     prov = artifact.provenance("import-hf", source, vocabulary=origin)
     return artifact.save(
         dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
@@ -150,6 +171,10 @@ def export_hf(src: str | os.PathLike, dst: str | os.PathLike, *, vocabulary: str
     Returns `dst`."""
 
     loaded = artifact.load(src, vocabulary=vocabulary)
+    if loaded.shape.family == "bert" and not loaded.head:
+        out = hf.export_bert(loaded.params, loaded.shape, dst)
+        log.warning("%s: the tokenizer is not exported for BERT-family models", out)
+        return out
     if loaded.shape.family != "t5":
         raise ConversionError(
             f"{loaded.path}: {loaded.shape.name} is a {loaded.shape.family}; only T5 exports to Hugging Face"

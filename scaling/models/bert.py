@@ -8,6 +8,7 @@ ALBERT-style sharing of all layers or of attention only (Li et al. 2020, Appendi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import jax
@@ -27,7 +28,11 @@ class BertLayer(nnx.Module):
         if with_attention:
             self.attention = L.Attention(shape, rngs, bert_init=True)
         self.mlp_norm = L.Norm(shape, rngs)
-        self.mlp = L.MLP(shape, rngs, bert_init=True)
+        if shape.ffn_activation == "gelu_exact":  # Hugging Face BERT's erf GELU (L.MLP's "gelu" is tanh)
+            self.mlp = L.MLP(dataclasses.replace(shape, ffn_activation="gelu"), rngs, bert_init=True)
+            self.mlp.act = lambda x: jax.nn.gelu(x, approximate=False)
+        else:
+            self.mlp = L.MLP(shape, rngs, bert_init=True)
 
     def __call__(
         self, x: jax.Array, bias: jax.Array, rng: jax.Array | None, attention: L.Attention | None = None
@@ -96,13 +101,20 @@ class Bert(nnx.Module):
     ) -> jax.Array:
         """Hidden states [B, L, D] after the last layer (and final norm, when the shape has one)."""
         b, length = tokens.shape
-        if length > self.shape.max_length and self.shape.position_embedding == "learned":
+        shape = self.shape
+        usable = shape.max_length - (shape.pad_id + 1 if shape.roberta_positions else 0)
+        if length > usable and shape.position_embedding == "learned":
             raise ValueError(
-                f"sequence length {length} exceeds max_length = {self.shape.max_length} of "
-                f"{self.shape.name}'s learned positions; shorten the inputs or set max_length"
+                f"sequence length {length} exceeds max_length = {shape.max_length} of {shape.name}'s learned "
+                f"positions ({usable} usable); shorten the inputs or set max_length"
             )
+        if segment_ids is None and shape.pad_id != 0:
+            segment_ids = (tokens != shape.pad_id).astype(jnp.int32)
         segments = L.segments_of(tokens, segment_ids)
-        if positions is None:
+        if positions is None and shape.roberta_positions:  # as transformers' create_position_ids_from_input_ids
+            real = (tokens != shape.pad_id).astype(jnp.int32)
+            positions = jnp.cumsum(real, axis=1) * real + shape.pad_id
+        elif positions is None:
             positions = jnp.broadcast_to(jnp.arange(length), (b, length))
         x = jnp.take(self.embedding[...], tokens, axis=0) + self._positions(positions)
         if self.shape.type_vocab_size:
@@ -126,6 +138,11 @@ class Bert(nnx.Module):
             body, x, L.fold(rng, 1), self.shape.num_encoder_layers, stacked=stacked, shared=shared, remat=self.remat
         )
         return self.final_norm(x) if self.shape.final_norm else x
+
+    def __call__(self, tokens: jax.Array, token_types: jax.Array | None = None) -> jax.Array:
+        """Float32 MLM logits [B, L, vocab] for tokens [B, L]; `shape.pad_id` tokens are masked out of attention
+        (as transformers does with attention_mask = tokens != pad_id). Logits at pad positions are not meaningful."""
+        return self.mlm_logits(self.encode(tokens, token_types=token_types))
 
     def mlm_logits(self, hidden: jax.Array) -> jax.Array:
         """Float32 vocabulary logits for hidden states [..., D]."""

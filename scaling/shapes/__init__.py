@@ -48,7 +48,8 @@ class Shape:
     tied_kv: bool = False
     # Feed-forward block: "gated" is T5 v1.1 (two d_model→d_ff inputs, product); "split" is Cramming's GLU
     # (one d_model→d_ff input split into halves, no width compensation).
-    ffn_activation: Literal["relu", "gelu"] = "relu"
+    # "gelu" is the tanh approximation; "gelu_exact" the erf GELU of Hugging Face BERT/RoBERTa (BERT family only).
+    ffn_activation: Literal["relu", "gelu", "gelu_exact"] = "relu"
     ffn_gating: Literal["none", "gated", "split"] = "none"
     # Output layer. T5 v1.0 ties it to the input embedding and scales logits by d_model**-0.5.
     tie_embeddings: bool = True
@@ -72,6 +73,10 @@ class Shape:
     sparse_prediction: bool = False
     layer_sharing: Literal["none", "all", "attention"] = "none"
     dropout_rate: float = 0.0
+    # Padding (BERT family): the token id that is masked out of attention (RoBERTa checkpoints use 1), and
+    # RoBERTa's position ids: the n-th non-pad token reads position row pad_id + n, pads row pad_id.
+    pad_id: int = 0
+    roberta_positions: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -137,7 +142,7 @@ def validate(s: Shape) -> None:
     if s.ffn_gating == "split" and s.d_ff % 2:
         fail("d_ff", f"= {s.d_ff} must be even for the split (GLU) feed-forward")
     choices = {
-        "ffn_activation": ("relu", "gelu"),
+        "ffn_activation": ("relu", "gelu", "gelu_exact"),
         "ffn_gating": ("none", "gated", "split"),
         "position_embedding": ("relative", "learned", "sinusoidal", "scaled-sinusoidal"),
         "norm_kind": ("rms", "layer"),
@@ -153,6 +158,12 @@ def validate(s: Shape) -> None:
         fail("dropout_rate", f"must be in [0, 1), got {s.dropout_rate}")
     if s.type_vocab_size < 0:
         fail("type_vocab_size", f"must be >= 0, got {s.type_vocab_size}")
+    if s.family == "t5" and (s.ffn_activation == "gelu_exact" or s.pad_id != 0 or s.roberta_positions):
+        fail("ffn_activation", "gelu_exact, pad_id and roberta_positions are BERT switches")
+    if not 0 <= s.pad_id < s.vocab_size:
+        fail("pad_id", f"= {s.pad_id} must be a token id in [0, vocab_size)")
+    if s.roberta_positions and (s.position_embedding != "learned" or s.pad_id + 1 >= s.max_length):
+        fail("roberta_positions", "needs learned positions and max_length > pad_id + 1")
 
 
 # ----------------------------------------------------------------------------------------------- presets
