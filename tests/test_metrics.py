@@ -33,8 +33,10 @@ def read_jsonl(path):
 
 
 def test_jsonl_and_tensorboard_files(tmp_path):
-    writer = metrics.create_writer(tmp_path)
+    writer = metrics.create_writer(tmp_path, hparams=metrics.flatten({"optimizer": {"name": "adamw"}, "seed": 0}))
     writer.write_scalars(1, {"loss": np.float32(2.5), "accuracy": jax.numpy.asarray(0.25), "tokens": 512})
+    # Line by line: a crash (or `tail -f`) right after a log sees the record, before any flush or close.
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [{"step": 1, "loss": 2.5, "accuracy": 0.25, "tokens": 512}]
     writer.write_scalars(2, {"loss": float("nan"), "eval_loss": 2.0})
     writer.close()
     assert read_jsonl(tmp_path / "metrics.jsonl") == [
@@ -49,8 +51,20 @@ def test_jsonl_and_tensorboard_files(tmp_path):
 
     acc = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
-    loss = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors("loss")]
+    tags = set(acc.Tags()["tensors"])
+    assert {"train/loss", "train/accuracy", "eval/loss"} <= tags and "loss" not in tags  # grouped by stage
+    loss = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors("train/loss")]
     assert loss[0] == (1, 2.5)
+    assert "_hparams_/session_start_info" in tags  # the config, as TensorBoard hparams
+
+
+def test_flatten_config_for_hparams():
+    assert metrics.flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2], "f": "x"}) == {
+        "a.b": 1,
+        "a.c.d": "None",
+        "e": "[1, 2]",
+        "f": "x",
+    }
 
 
 def test_resume_drops_records_past_the_checkpoint(tmp_path):
