@@ -46,16 +46,23 @@ _REQUIRED = ("d_model", "d_kv", "d_ff", "num_layers", "num_heads", "vocab_size")
 # ------------------------------------------------------------------------------------------------ import
 
 
-def read_config(directory: Path) -> dict[str, Any]:
+def _config_json(directory: Path, family: str) -> dict[str, Any]:
+    """`directory/config.json` as a dict, or one line saying what is wrong with it."""
     path = directory / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a Hugging Face T5 directory needs config.json")
+        raise FileNotFoundError(f"{path} not found: a Hugging Face {family} directory needs config.json")
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConversionError(f"{path} is not readable JSON ({_cause(e)}); download it again") from None
     if not isinstance(config, dict):
         raise ConversionError(f"{path} is not a Hugging Face config (a JSON object); download it again")
+    return config
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    path = directory / "config.json"
+    config = _config_json(directory, "T5")
     if config.get("model_type", "t5") not in ("t5", "mt5"):
         raise ConversionError(f"{path}: model_type {config['model_type']!r}, expected 't5' (or 'mt5')")
     missing = [k for k in _REQUIRED if k not in config]
@@ -430,15 +437,9 @@ def model_type(directory: str | os.PathLike) -> str:
 
 def read_bert_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a Hugging Face BERT directory needs config.json")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConversionError(f"{path} is not readable JSON ({_cause(e)}); download it again") from None
-    if not isinstance(config, dict) or config.get("model_type") not in _BERT_TYPES:
-        found = config.get("model_type") if isinstance(config, dict) else None
-        raise ConversionError(f"{path}: model_type {found!r}, expected one of {list(_BERT_TYPES)}")
+    config = _config_json(directory, "BERT")
+    if config.get("model_type") not in _BERT_TYPES:
+        raise ConversionError(f"{path}: model_type {config.get('model_type')!r}, expected one of {list(_BERT_TYPES)}")
     missing = [k for k in _BERT_REQUIRED if k not in config]
     if missing:
         raise ConversionError(f"{path}: missing field(s) {missing}")
