@@ -8,6 +8,8 @@ Importing this module registers (idempotently; re-registering a name replaces it
     sotu_cramming_mlm                   sotu with Cramming's recipe: 25% masking, dedup + filter + sort
 
 `register_text_tasks(name, glob)` registers `{name}_span_corruption` and `{name}_mlm` over `.txt`/`.jsonl` files.
+Importing it also imports `translation`, which registers `wmt14_en_fr` and `sotu_en_pseudofr` (and has
+`register_translation_tasks` for parallel files).
 
 Any entry of seqio's `TaskRegistry` or `MixtureRegistry` trains and inspects, these and stock ones alike:
 `task_spec` reads what `pipeline` needs from the seqio task itself. A task whose preprocessors include
@@ -31,7 +33,7 @@ import seqio
 import tensorflow as tf
 from absl import logging
 
-from scaling.data import corpora, curation, objectives, preprocessors, vocab
+from scaling.data import corpora, curation, objectives, preprocessors, translation, vocab  # noqa: F401 (registers)
 from scaling.errors import UserError
 
 Objective = Literal["span_corruption", "mlm"]
