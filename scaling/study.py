@@ -26,6 +26,12 @@ def _study(argv: list[str]) -> int:
         help="where the tables and report go (default OUT/results; the shipped ones are notebooks/results/NAME, "
         "written only when named here)",
     )
+    parser.add_argument(
+        "--share_machine",
+        action="store_true",
+        help="run even while another study or training run is registered on this machine; every run whose time "
+        "it shared is marked unusable for wall-clock findings",
+    )
     parser.add_argument("--dry_run", action="store_true", help="validate everything and print the stages; run none")
     args = parser.parse_args(argv)
     from scaling.experiments import configfiles, study
@@ -39,6 +45,7 @@ def _study(argv: list[str]) -> int:
         args.out,
         args.results,
         command=shlex.join(["python", "-m", "scaling.study", *argv]),
+        share_machine=args.share_machine,
         print_fn=lambda line: print(line, flush=True),
     )
     print((results / "report.md").read_text())

@@ -48,6 +48,21 @@ def test_finetune_config_is_crammings_global_recipe(variant):
         assert (config.batch_size, optimizer.learning_rate, config.epochs, config.dropout_rate) == (16, 4e-5, 5, 0.1)
 
 
+@pytest.mark.parametrize("variant", ["t5", "t5_demo"])
+def test_t5_finetune_config_is_scale_efficientlys_recipe_scaled_to_our_batch(variant):
+    from scaling.downstream import finetune
+
+    config = load(CONFIGS / "finetune.py", variant)
+    config.init_from = "/pretrained"
+    finetune.validate(config)
+    optimizer = config.optimizer
+    assert (optimizer.name, optimizer.schedule, optimizer.warmup_fraction) == ("adafactor", "constant", 0.0)
+    # Tay et al.: constant 1e-3 at batch 128; ours is batch 16, so 1e-3 * sqrt(16 / 128).
+    assert optimizer.learning_rate == pytest.approx(1e-3 / 8**0.5) and config.batch_size == 16
+    with pytest.raises(ValueError, match="the variants are demo, t5, t5_demo"):
+        load(CONFIGS / "finetune.py", "t6")
+
+
 def test_table4_configs_cover_every_row_with_its_shape():
     text = resources.files("scaling").joinpath("reference", "scale_efficiently_table4.csv").read_text()
     rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))

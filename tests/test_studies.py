@@ -3,7 +3,6 @@ stage and resumes without redoing work, the analysis computes its findings from 
 the repository ships are complete and are what the reports and README say."""
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +32,8 @@ def quiet(*_):
 def test_every_study_file_expands_into_valid_runs(path, variant):
     config = load(path, variant)
     configs = study.pretrain_configs(config)
-    assert list(configs) == study.run_names(config)
+    assert list(configs) == [(n, s) for n in study.run_names(config) for s in study.seeds(config)]
+    assert all(c.seed == s for (_, s), c in configs.items())
     budgets = {(c.budget.unit, c.budget.amount) for c in configs.values()}
     assert len(budgets) == 1, "every run of a study gets the same budget"
     assert config.kind in studies.REPORTS
@@ -44,7 +44,7 @@ def test_train_large_grid_spans_depth_width_and_8x_params():
     from scaling.training import trainer
 
     configs = study.pretrain_configs(load(ROOT / "configs" / "study_train_large.py"))
-    params = {n: accounting.param_counts(trainer.resolve_shape(c)).total for n, c in configs.items()}
+    params = {n: accounting.param_counts(trainer.resolve_shape(c)).total for (n, _), c in configs.items()}
     assert max(params.values()) >= 8 * min(params.values())
     shapes = [trainer.resolve_shape(c) for c in configs.values()]
     assert len({s.num_encoder_layers for s in shapes}) >= 2 and len({s.d_model for s in shapes}) >= 2
@@ -54,7 +54,7 @@ def test_train_large_grid_spans_depth_width_and_8x_params():
 def test_cramming_variants_change_what_their_names_say():
     from scaling.training import trainer
 
-    configs = study.pretrain_configs(load(ROOT / "configs" / "study_cramming.py"))
+    configs = {n: c for (n, seed), c in study.pretrain_configs(load(ROOT / "configs" / "study_cramming.py")).items()}
     shape = {n: trainer.resolve_shape(c) for n, c in configs.items()}
     crammed, original = shape["crammed"], shape["original_bert"]
     assert (crammed.norm_position, crammed.linear_bias, crammed.sparse_prediction) == ("pre", False, True)
@@ -98,78 +98,127 @@ def test_bad_study_files_name_the_field():
     assert {(c.budget.unit, c.budget.amount) for c in study.pretrain_configs(config).values()} == {("seconds", 36)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
 def test_smoke_study_runs_every_stage_and_resumes(path, tmp_path):
     config = load(path, "smoke")
     results = study.run_study(config, tmp_path / "out", tmp_path / "results", command="smoke", print_fn=quiet)
     record = json.loads((results / "study.json").read_text())
-    assert record["command"] == "smoke" and record["hardware"]["cpu_count"] >= 1 and record["date"]
+    assert record["command"] == "smoke" and record["hardware"]["cpu_count"] >= 1
+    assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
+    assert record["ran_from"] <= record["ran_to"] and {s["stage"] for s in record["stages"]} >= {"pretrain"}
     runs = pd.read_csv(results / "runs.csv")
-    assert list(runs["run"]) == study.run_names(config) and runs["completed"].all()
-    assert set(pd.read_csv(results / "curves.csv")["run"]) == set(runs["run"])
-    assert set(pd.read_csv(results / "downstream.csv")["run"]) == set(runs["run"])
+    pairs = [(n, s) for n in study.run_names(config) for s in study.seeds(config)]
+    assert list(zip(runs["run"], runs["seed"])) == pairs and runs["completed"].all()
+    assert runs["time_usable"].dtype == bool  # decided from each run's machine.jsonl
+    for name, seed in pairs:  # each run's own files ship with the tables
+        for file in ("metrics.jsonl", "summary.json", "machine.jsonl"):
+            assert (results / "runs" / name / f"seed_{seed}" / file).is_file()
+    assert set(zip(*[pd.read_csv(results / "curves.csv")[c] for c in ("run", "seed")])) == set(pairs)
+    objective = pd.read_csv(results / "objective_baselines.csv")
+    assert set(objective["task"]) == set(runs["task"]) and "unigram" in set(objective["baseline"])
+    downstream = pd.read_csv(results / "downstream.csv")
+    control = {"no_pretraining"} if config.controls.no_pretraining else set()
+    assert set(downstream["run"]) == set(runs["run"]) | control
     baselines = pd.read_csv(results / "baselines.csv")
-    assert list(baselines["task"]) == config.finetune.tasks.split(",") and baselines["score"].between(-1, 1).all()
+    assert set(baselines["task"]) == set(config.finetune.tasks.split(",")) and "accuracy" in set(baselines["metric"])
     if config.profile.steps:
         assert set(pd.read_csv(results / "profile.csv")["run"]) == set(runs["run"])
     if config.compress.enabled:
         compression = pd.read_csv(results / "compression.csv")
         assert set(compression["model"]) == set(runs["run"])
         assert {"none", "quantize", "prune", "prune+quantize"} <= set(compression["method"])
+        assert all("predicted_classes" in json.loads(m) for m in compression["metrics"])
     report = (results / "report.md").read_text()
-    assert report == studies.report(results) and "## findings" in report and "Command: `smoke`" in report
-    seconds = json.loads((tmp_path / "out" / "stage_seconds.json").read_text())
+    assert report == studies.report(results) and "## findings" in report and "Command: `smoke` at commit" in report
+    stages = (tmp_path / "out" / "stages.jsonl").read_text()
     again = study.run_study(config, tmp_path / "out", None, command="smoke", print_fn=quiet)
     assert again == tmp_path / "out" / "results"  # the checkout is never the default destination
-    resumed = json.loads((tmp_path / "out" / "stage_seconds.json").read_text())
-    for run, stages in seconds.items():  # nothing was trained or profiled a second time
-        assert resumed[run]["pretrain"] == stages["pretrain"]
-        assert resumed[run].get("profile") == stages.get("profile")
+    redone = (tmp_path / "out" / "stages.jsonl").read_text()[len(stages) :]
+    assert '"pretrain"' not in redone and '"profile"' not in redone  # nothing trained or profiled again
     assert (again / "runs.csv").read_text() == (results / "runs.csv").read_text()
+
+
+def test_a_study_refuses_to_start_beside_another_registered_run(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from scaling.training import machine; import time\n"
+        "with machine.registered('train', '/w'):\n"
+        "    print('in', flush=True); time.sleep(30)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "in"
+        with pytest.raises(study.StudyError, match=r"another run is using this machine: train /w .*--share_machine"):
+            study.run_study(load(STUDY_FILES[0], "smoke"), tmp_path / "out", print_fn=quiet)
+        assert not (tmp_path / "out").exists()  # nothing started
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ---------------------------------------------------------------------------------- the analysis alone
 
 
-def test_changed_knobs_and_knob_gains_from_a_table():
-    runs = pd.DataFrame(
-        {
-            "run": ["base", "nl4", "dm512"],
-            "order": [0, 1, 2],
-            "num_encoder_layers": [2, 4, 2],
-            "d_model": [256, 256, 512],
-            "d_ff": [1024] * 3,
-            "num_heads": [4] * 3,
-            "d_kv": [64] * 3,
-            "params": [1e6, 2e6, 4e6],
-            "flops_per_step": [1e9, 2e9, 4e9],
-            "seconds_per_step": [1.0, 2.0, 1.5],
-            "eval_loss": [5.0, 4.5, 4.5],
-        }
-    )
-    assert list(studies.changed_knobs(runs.set_index("run"))) == ["base", "NL 2→4", "DM 256→512"]
-    data = {"runs": runs, "profile": pd.DataFrame(), "downstream": pd.DataFrame(), "baselines": pd.DataFrame()}
-    analysis = studies.scale_efficiently(data)
+def _knob_runs() -> pd.DataFrame:
+    """Three seeds of base, nl4 and dm512 whose losses differ by known amounts."""
+    shapes = {"base": (2, 256, 1e6, 1e9, 1.0), "nl4": (4, 256, 2e6, 2e9, 2.0), "dm512": (2, 512, 4e6, 4e9, 1.5)}
+    losses = {"base": [5.0, 5.1, 4.9], "nl4": [4.5, 4.58, 4.42], "dm512": [4.6, 4.8, 4.4]}
+    rows = []
+    for order, (run, (nl, dm, params, flops, seconds)) in enumerate(shapes.items()):
+        for seed, loss in enumerate(losses[run]):
+            rows.append(
+                {
+                    "run": run,
+                    "seed": seed,
+                    "order": order,
+                    "task": "t",
+                    "num_encoder_layers": nl,
+                    "d_model": dm,
+                    "d_ff": 1024,
+                    "num_heads": 4,
+                    "d_kv": 64,
+                    "params": params,
+                    "flops_per_step": flops,
+                    "seconds_per_step": seconds,
+                    "eval_loss": loss,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _data(runs: pd.DataFrame, **tables) -> dict:
+    empty = {name: pd.DataFrame() for name in studies.FILES}
+    return {**empty, "runs": runs, "study": {"reference": ""}, **tables}
+
+
+def test_knob_gains_per_doubling_with_errors_and_the_depth_verdict():
+    runs = _knob_runs()
+    assert list(studies.changed_knobs(runs.groupby("run", sort=False).first())) == ["base", "NL 2→4", "DM 256→512"]
+    analysis = studies.scale_efficiently(_data(runs))
     gains = analysis["tables"]["knob gains"].set_index("run")
-    # 0.5 nats for one doubling of params (NL) against 0.5 for two doublings (DM): 0.5 and 0.25 per doubling.
-    assert gains.at["nl4", "loss_drop_per_2x_params"] == pytest.approx(0.5)
-    assert gains.at["dm512", "loss_drop_per_2x_params"] == pytest.approx(0.25)
-    assert gains.at["dm512", "loss_drop_per_2x_time"] == pytest.approx(0.5 / math.log2(1.5))
-    assert any("not the best knob on every cost axis" in f for f in analysis["findings"])
+    # nl4: 0.5, 0.52, 0.48 nats for one doubling of params; dm512: 0.4, 0.3, 0.5 for two doublings.
+    assert gains.at["nl4", "loss_drop_per_2x_params"] == "0.500 ± 0.012"
+    assert gains.at["dm512", "loss_drop_per_2x_params"] == "0.200 ± 0.029"
+    # per seed, NL's gain minus DM's: 0.3, 0.37, 0.23 — a 95% interval above zero.
+    depth = [f for f in analysis["findings"] if "per doubling of params than DM" in f]
+    assert depth and depth[0].startswith("**reproduced**") and "paired by seed" in depth[0]
     with pytest.raises(RunError, match="named 'base'"):
-        studies.changed_knobs(runs.set_index("run").drop("base"))
+        studies.changed_knobs(runs.groupby("run").first().drop("base"))
 
 
-def test_equal_budget_reads_every_run_where_all_reached():
-    curves = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 2, "seconds": [1, 2, 3, 1, 2], "loss": [3, 2, 1, 4, 2]})
-    reach, at = studies.equal_budget(curves, "seconds")
-    assert reach == 2 and at["a"] == 2 and at["b"] == 2
-    assert pd.isna(studies.spearman(pd.Series({"a": 1.0, "b": 2.0}), at))  # two runs: no rank correlation
-    params = pd.Series({"s": 1.0, "m": 2.0, "l": 4.0})
-    assert studies.spearman(params, pd.Series({"s": 3.0, "m": 2.0, "l": 1.0})) == pytest.approx(-1.0)
-    assert studies.spearman(params, pd.Series({"s": 1.0, "m": 1.0, "l": 1.0})) != studies.spearman(
-        params, pd.Series({"s": 1.0, "m": 2.0, "l": 3.0})
-    )  # constant values: NaN, not a correlation
+def test_runs_must_beat_the_trivial_baselines_of_their_objective():
+    runs = _knob_runs()
+    objective = pd.DataFrame(
+        {"task": ["t", "t"], "baseline": ["unigram", "sentinels_right_content_unigram"], "eval_loss": [6.5, 4.7]}
+    )
+    findings = studies.objective_findings(_data(runs, objective_baselines=objective), runs)
+    assert findings[0].startswith(
+        "On t the best trivial baseline (sentinels_right_content_unigram) scores eval loss 4.700"
+    )
+    assert "clearly below it (95% interval): nl4 (-0.20)" in findings[0] and "Not clearly below it: base" in findings[0]
 
 
 def test_markdown_table_formats_and_marks_missing():
@@ -208,15 +257,27 @@ def test_readme_quotes_the_reports():
     assert not stale, f"README findings that no report says (rerun the study or requote): {stale}"
 
 
-def test_runs_no_better_than_a_constant_answer_are_named():
+def test_each_task_metric_is_read_against_its_own_constant_answer():
+    metrics = lambda acc, f1: json.dumps({"accuracy": acc, "f1": f1, "score": (acc + f1) / 2})
     downstream = pd.DataFrame(
-        {"run": ["a", "b"], "task": ["t", "t"], "score": [0.80, 0.62], "eval_examples": [1000, 1000]}
+        {
+            "run": ["a"] * 3 + ["no_pretraining"] * 3,
+            "pretrain_seed": [0, 1, 2] * 2,
+            "finetune_seed": [0] * 6,
+            "task": ["t"] * 6,
+            "metrics": [metrics(0.80, 0.7), metrics(0.82, 0.72), metrics(0.81, 0.71)] + [metrics(0.6, 0.75)] * 3,
+        }
     )
-    data = {"downstream": downstream, "baselines": pd.DataFrame({"task": ["t"], "score": [0.60]})}
-    # standard error sqrt(0.71 * 0.29 / 1000) = 0.0143: b (0.62) is within two of 0.60, a is not.
-    assert studies.baseline_findings(data, ["a", "b"]) == [
-        "On t the best constant answer scores 0.600; b score within two standard errors of it (no better than a "
-        "constant)."
+    baselines = pd.DataFrame({"task": ["t", "t"], "metric": ["accuracy", "f1"], "value": [0.6, 0.75]})
+    tables, findings = studies.downstream_tables(
+        _data(pd.DataFrame(), downstream=downstream, baselines=baselines), ["a"]
+    )
+    table = tables["downstream: t"].set_index("run")
+    assert table.at["a", "accuracy"] == "0.810 ± 0.006" and table.at["constant answer", "f1"] == "0.750"
+    # a beats the majority class on accuracy but not the always-positive answer on F1: not above on every metric.
+    assert findings == [
+        "On t, clearly above the best constant answer on every metric (95% interval over seeds): none; "
+        "not clearly above: a, no_pretraining."
     ]
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import time
@@ -384,6 +385,7 @@ TABLE_COLUMNS = (
     "nonzero_params",
     "memory_bits",
     "score",
+    "metrics",
     "recovery_steps",
     "seconds",
 )
@@ -477,9 +479,10 @@ def sweep(
         masks: Any = None,
         steps: int = 0,
         seconds: float = 0.0,
-        score: float | None = None,
+        result: dict[str, float] | None = None,
     ) -> float:
-        score = session.evaluate(params)["score"] if score is None else score
+        result = session.evaluate(params) if result is None else result
+        score = result["score"]
         table.add(
             {
                 **base,
@@ -490,6 +493,7 @@ def sweep(
                 "nonzero_params": nonzero_params(params),
                 "memory_bits": memory_bits(params, bits, masks, settings.granularity),
                 "score": score,
+                "metrics": json.dumps(result, sort_keys=True),  # each metric by itself, and predicted_classes
                 "recovery_steps": steps,
                 "seconds": round(seconds, 3),
             }
@@ -526,7 +530,7 @@ def sweep(
         level = f"{sparsity:g}"
         start = time.perf_counter()
         pruned, masks = magnitude_prune(params, sparsity, settings.scope, exclude=settings.exclude, masks=masks)
-        steps, score = 0, None
+        steps, result = 0, None
         if budget:
             finetune.describe(
                 out / "pruned" / level,
@@ -545,11 +549,11 @@ def sweep(
                 check_every=max(1, per_epoch // settings.checks_per_epoch),
                 print_fn=lambda _: None,
             )
-            params, score = jax.device_get(params), result["score"]
+            params = jax.device_get(params)
         else:
             params = pruned
         if not table.has("prune", level):
-            record("prune", level, params, 32, sparsity, masks, steps, time.perf_counter() - start, score)
+            record("prune", level, params, 32, sparsity, masks, steps, time.perf_counter() - start, result)
         for bits in settings.combined_bits:
             if not table.has("prune+quantize", f"{level}/{bits}"):
                 combined = apply_masks(quantize(params, bits, settings.granularity, exclude=settings.exclude), masks)

@@ -431,7 +431,10 @@ class Session:
     def evaluate(self, params: nnx.State) -> dict[str, float]:
         """The task's metrics (and `score`); T5 adds the exact-match decode's as `exact_match_*`."""
         labels = self.eval_features["labels"]
-        result = scores.evaluate(self.task, self.predict(params), labels)
+        predictions = self.predict(params)
+        result = scores.evaluate(self.task, predictions, labels)
+        if self.task.kind == "classification":  # 1: the model collapsed to a constant answer
+            result["predicted_classes"] = float(len(np.unique(predictions)))
         if self.encoder_decoder:
             decoded = self.predict(params, exact_match=True)
             invalid = np.isnan(decoded) if decoded.dtype.kind == "f" else decoded < 0

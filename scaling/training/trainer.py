@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from scaling import accounting, models, optim, parallel, shapes
 from scaling import budget as budget_lib
 from scaling.errors import Preempted, ScalingError, UserError
-from scaling.training import artifact, checkpoints, lock, metrics
+from scaling.training import artifact, checkpoints, lock, machine, metrics
 
 NAN_POLICIES = ("stop", "skip")
 REMAT = ("none", "full", "dots")
@@ -664,6 +664,8 @@ def fit(
     run = job.run
     with contextlib.ExitStack() as cleanup:
         held = cleanup.enter_context(lock.WorkdirLock(workdir)) if jax.process_index() == 0 else None
+        cleanup.enter_context(machine.registered("train", workdir))
+        monitor = cleanup.enter_context(machine.Monitor())
         ckpt = cleanup.enter_context(
             checkpoints.Checkpointer.from_config(workdir / "checkpoints", run.config.checkpoint)
         )
@@ -671,7 +673,7 @@ def fit(
         if jax.process_index() == 0:
             (workdir / "config.json").write_text(run.config.to_json_best_effort(indent=2) + "\n")
             print_fn(describe(run))
-        return _loop(job, workdir, ckpt, cleanup, held, resume_changes, stop_after_steps, print_fn)
+        return _loop(job, workdir, ckpt, cleanup, held, monitor, resume_changes, stop_after_steps, print_fn)
 
 
 class _Watchdog:
@@ -714,6 +716,7 @@ def _loop(
     ckpt: checkpoints.Checkpointer,
     cleanup: contextlib.ExitStack,
     held: lock.WorkdirLock | None,
+    monitor: machine.Monitor,
     resume_changes: list[dict[str, Any]],
     stop_after_steps: int | None,
     print_fn: Callable[[str], None],
@@ -728,6 +731,7 @@ def _loop(
         position, skipped = restored.metadata["data_position"], restored.metadata.get("skipped_steps", 0)
         stopped_early = restored.metadata.get("stopped_early", False)
         print_fn(f"resumed from step {spent.step} ({position} micro-batches read)")
+    first_step = spent.step
     hparams = metrics.flatten(json.loads(config.to_json_best_effort()))
     writer = metrics.create_writer(workdir, resume_step=spent.step or None, hparams=hparams)
     cleanup.callback(writer.close)
@@ -866,6 +870,8 @@ def _loop(
     ckpt.wait()
     writer.flush()
     counts = accounting.param_counts(run.shape)
+    if jax.process_index() == 0:
+        machine.append(workdir, monitor.record(first_step=first_step, last_step=spent.step))
     final = {**last, "step": spent.step, "completed": finished(), "stopped_early": stopped_early}
     metrics.write_summary(
         workdir,
@@ -882,6 +888,7 @@ def _loop(
             "mesh": dict(run.mesh.shape),
             "warnings": warnings,
             "resume_changes": resume_changes,
+            "machine": machine.verdict(machine.read(workdir)),
             **job.summary,
         },
     )
