@@ -42,7 +42,11 @@ def default_config() -> ml_collections.ConfigDict:
             "warmup_steps": 10_000,  # inverse_sqrt: the rate is constant for this many steps, then decays.
             "warmup_fraction": 0.0,  # cosine/linear/constant: linear warmup over this fraction of the budget.
             "final_fraction": 0.0,  # cosine/linear: final rate as a fraction of the peak.
-            "peak_fraction": 0.5,  # triangle: where the one-cycle peaks; it reaches zero at progress 1.
+            # triangle (Cramming's budget-tied one-cycle): the rate starts at start_fraction * peak, rises linearly to
+            # the peak at progress peak_fraction and falls linearly to zero at progress 1. The defaults are the
+            # authors' final recipe (train/bert-o4.yaml: scheduler budget-triangle2); see triangle.
+            "peak_fraction": 0.75,
+            "start_fraction": 0.25,
             "grad_clip_norm": 0.0,  # Global-norm gradient clipping; 0 disables it.
             "weight_decay": 0.0,  # Decoupled, multiplied by the learning rate; never on norms and biases.
             # AdamW.
@@ -123,9 +127,30 @@ def cosine(peak: float, warmup_fraction: float = 0.0, final_fraction: float = 0.
     return schedule
 
 
-def triangle(peak: float, peak_fraction: float = 0.5) -> Schedule:
-    """Cramming's budget-tied one-cycle: 0 -> ``peak`` linearly until ``peak_fraction``, then to 0 at p = 1."""
-    return linear(peak, warmup_fraction=peak_fraction, final_fraction=0.0)
+def triangle(peak: float, peak_fraction: float = 0.75, start_fraction: float = 0.25) -> Schedule:
+    """Cramming's budget-tied one-cycle, as the authors' code defines it: ``start_fraction * peak`` at progress 0,
+    linearly up to ``peak`` at ``peak_fraction``, linearly down to 0 at progress 1 (and 0 past it).
+
+    The paper (§4.3) calls it "a triangular shape that mimics a long warmup period with a quick decay"; the
+    shipped recipe (JonasGeiping/cramming, cramming/config/train/bert-o4.yaml:20, ``scheduler: budget-triangle2``)
+    is ``get_budget_triangle`` (cramming/backend/optimizers/schedulers.py:452-465) with ``base_percentage=0.25``
+    and ``falloff=0.25`` (schedulers.py:177-185)::
+
+        min(base + p * (1 - base) / (1 - falloff), 1 / falloff - p / falloff)
+
+    with ``p`` the fraction of the wall-clock budget spent (schedulers.py:310-316). It does not start at 0, and
+    peaks at ``1 - falloff = 0.75``. Their earlier ``budget-one-cycle`` (0 → peak at 0.5 → 0, v1/bert-o2.yaml) is
+    ``peak_fraction=0.5, start_fraction=0``.
+    """
+
+    def schedule(progress, step):
+        del step
+        p = jnp.asarray(progress, jnp.float32)
+        rise = start_fraction + p * (1.0 - start_fraction) / peak_fraction
+        fall = (1.0 - p) / (1.0 - peak_fraction)
+        return peak * jnp.clip(jnp.minimum(rise, fall), 0.0, 1.0)
+
+    return schedule
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
@@ -151,9 +176,15 @@ def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
     if name == "cosine":
         return cosine(peak, config.warmup_fraction, config.final_fraction)
     if name == "triangle":
-        if not 0.0 <= config.peak_fraction < 1.0:
-            raise UserError(f"optimizer.peak_fraction={config.peak_fraction!r}: use a fraction in [0, 1)")
-        return triangle(peak, config.peak_fraction)
+        if not 0.0 < config.peak_fraction < 1.0:
+            raise UserError(
+                f"optimizer.peak_fraction={config.peak_fraction!r}: use a fraction in (0, 1) (Cramming: 0.75)"
+            )
+        if not 0.0 <= config.start_fraction <= 1.0:
+            raise UserError(
+                f"optimizer.start_fraction={config.start_fraction!r}: use a fraction in [0, 1] (Cramming: 0.25)"
+            )
+        return triangle(peak, config.peak_fraction, config.start_fraction)
     raise UserError(f"optimizer.schedule={name!r} is unknown; use one of {SCHEDULES}")
 
 

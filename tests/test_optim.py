@@ -37,13 +37,44 @@ def test_inverse_sqrt_is_t5():
 
 
 def test_triangle_rises_peaks_and_reaches_zero():
-    cfg = config(schedule="triangle", learning_rate=1e-3, peak_fraction=0.75)
+    cfg = config(schedule="triangle", learning_rate=1e-3, peak_fraction=0.75, start_fraction=0.0)
     assert lr(cfg, 0.0) == 0.0
     assert lr(cfg, 0.375) == pytest.approx(0.5e-3)
     assert lr(cfg, 0.75) == pytest.approx(1e-3)
     assert lr(cfg, 0.875) == pytest.approx(0.5e-3)
     assert lr(cfg, 1.0) == 0.0
     assert lr(cfg, 1.2) == 0.0  # Overshooting the budget never goes negative.
+
+
+def cramming_get_budget_triangle(fake_step, num_training_steps, base_percentage, falloff):
+    """Transcribed from JonasGeiping/cramming, cramming/backend/optimizers/schedulers.py:452-465 (lr_lambda)."""
+    return min(
+        base_percentage + fake_step * (1 - base_percentage) / (1 - falloff) / num_training_steps,
+        float(1 / falloff - fake_step / (num_training_steps * falloff)),
+    )
+
+
+def cramming_get_budget_one_cycle(fake_step, num_training_steps):
+    """Transcribed from cramming/backend/optimizers/schedulers.py:394-404 (lr_lambda)."""
+    if fake_step < num_training_steps / 2:
+        return float(fake_step / (num_training_steps / 2))
+    return float(2 - fake_step / (num_training_steps / 2))
+
+
+@pytest.mark.parametrize("fake_step", [0, 1, 90_000, 337_500, 600_000, 675_000, 700_000, 787_500, 899_999, 900_000])
+def test_triangle_defaults_are_the_authors_budget_triangle2(fake_step):
+    # train/bert-o4.yaml: scheduler budget-triangle2 = get_budget_triangle(base_percentage=0.25, falloff=0.25)
+    # (schedulers.py:177-185), steps 900_000; p = fake_step / steps is the budget fraction spent.
+    steps, peak = 900_000, 1e-3
+    theirs = peak * cramming_get_budget_triangle(fake_step, steps, base_percentage=0.25, falloff=0.25)
+    assert lr(config(schedule="triangle", learning_rate=peak), fake_step / steps) == pytest.approx(theirs, abs=1e-9)
+
+
+@pytest.mark.parametrize("fake_step", [0, 100_000, 449_999, 450_000, 700_000, 900_000])
+def test_triangle_without_a_start_is_the_authors_budget_one_cycle(fake_step):
+    steps = 900_000
+    cfg = config(schedule="triangle", learning_rate=1.0, peak_fraction=0.5, start_fraction=0.0)
+    assert lr(cfg, fake_step / steps) == pytest.approx(cramming_get_budget_one_cycle(fake_step, steps), abs=1e-6)
 
 
 def test_cosine_and_linear_with_warmup_and_floor():
@@ -65,7 +96,7 @@ def test_constant_with_warmup_ignores_step():
 def test_schedules_are_jittable_and_vectorised():
     f = optim.make_schedule(config(schedule="triangle", learning_rate=1.0))
     p = jnp.linspace(0, 1, 5)
-    np.testing.assert_allclose(jax.jit(f)(p, 0), [0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(jax.jit(f)(p, 0), [0.25, 0.5, 0.75, 1.0, 0.0], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +106,8 @@ def test_schedules_are_jittable_and_vectorised():
         ({"learning_rate": 0.0}, "optimizer.learning_rate"),
         ({"schedule": "inverse_sqrt", "warmup_steps": 0}, "optimizer.warmup_steps"),
         ({"schedule": "triangle", "peak_fraction": 1.0}, "optimizer.peak_fraction"),
+        ({"schedule": "triangle", "peak_fraction": 0.0}, "optimizer.peak_fraction"),
+        ({"schedule": "triangle", "start_fraction": 1.5}, "optimizer.start_fraction"),
         ({"schedule": "cosine", "warmup_fraction": 1.0}, "optimizer.warmup_fraction"),
     ],
 )

@@ -124,7 +124,7 @@ def test_wall_clock_budget_and_triangle_schedule(tmp_path):
     assert rows[-2]["seconds"] < 2.0  # it stopped at the first step past the budget
     lrs = [r["learning_rate"] for r in rows]
     peak = int(np.argmax(lrs))
-    assert 0 < peak < len(lrs) - 1 and lrs[0] == 0.0 and lrs[-1] < lrs[peak]
+    assert 0 < peak < len(lrs) - 1 and lrs[0] == pytest.approx(0.25e-3) and lrs[-1] < lrs[peak]  # starts at 25%
 
 
 def test_nan_stops_with_the_last_good_checkpoint(tmp_path):
