@@ -99,3 +99,21 @@ def test_sparse_prediction_reduces_head_flops():
     )
     assert saved == 96 * 2 * 768 * 32768
     assert np.isfinite(saved)
+
+
+def test_table4_tflops_column_is_not_our_convention():
+    """README: our forward FLOPs of a batch-128 step are 1.2–3.8× Table 4's TFLOPs, not a constant factor."""
+    import csv
+    from importlib import resources
+
+    text = resources.files("scaling").joinpath("reference", "scale_efficiently_table4.csv").read_text()
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    seq = accounting.SequenceLengths(512, 114)
+    ratio = {
+        r["model"]: accounting.flops_per_token(shapes.parse(r["model"]), seq).forward_per_example
+        * 128
+        / (float(r["tflops"]) * 1e12)
+        for r in rows
+    }
+    assert round(min(ratio.values()), 1) == 1.2 and round(max(ratio.values()), 1) == 3.8
+    assert [round(ratio[m], 1) for m in ("Small", "Base", "Large", "XL", "XXL")] == [1.2, 1.7, 1.8, 3.8, 2.6]
