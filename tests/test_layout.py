@@ -31,6 +31,7 @@ COMMANDS = {
     "scaling.finetune",
     "scaling.compress",
     "scaling.decode",
+    "scaling.translate",
     "scaling.sweep",
     "scaling.study",
     "scaling.profile",
