@@ -114,15 +114,10 @@ def header(study: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def with_error(stats: pd.DataFrame, digits: int = 3) -> pd.Series:
-    """``mean ± se`` strings (just the mean with one seed)."""
-    return pd.Series(
-        {
-            k: "–" if math.isnan(r["mean"]) else str(evidence.Estimate(r["mean"], r["se"], int(r["n"])))
-            for k, r in stats.iterrows()
-        },
-        dtype=object,
-    )
+def add_estimate(table: pd.DataFrame, name: str, stats: pd.DataFrame) -> None:
+    """Columns ``name`` (the mean over seeds) and ``name_se`` (its standard error; NaN with one seed)."""
+    table[name] = stats["mean"].reindex(table.index)
+    table[f"{name}_se"] = stats["se"].reindex(table.index)
 
 
 def claim(mark: str, text: str, because: str) -> str:
@@ -201,9 +196,10 @@ def downstream_tables(data: dict[str, Any], order: Sequence[str]) -> tuple[dict[
         metrics = list(dict.fromkeys(rows["metric"]))
         table = pd.DataFrame(index=runs_order)
         for metric in metrics:
-            stats = evidence.across_seeds(rows[rows["metric"] == metric], "value", seed="pretrain_seed")
-            table[metric] = with_error(stats)
-        table.loc["constant answer"] = [f"{const[task, m]:.3f}" if (task, m) in const else "–" for m in metrics]
+            add_estimate(table, metric, evidence.across_seeds(rows[rows["metric"] == metric], "value"))
+        table.loc["constant answer"] = math.nan
+        for m in metrics:
+            table.loc["constant answer", m] = const.get((task, m), math.nan)
         tables[f"downstream: {task}"] = table.dropna(how="all").reset_index(names="run")
         above, flat = [], []
         for run in runs_order:
@@ -269,15 +265,11 @@ def train_large_then_compress(data: dict[str, Any]) -> dict[str, Any]:
     runs, order = data["runs"], order_of(data)
     per_run = runs.groupby("run", sort=False)
     table = pd.DataFrame(
-        {
-            "params": per_run["params"].first(),
-            "steps": per_run["steps"].mean(),
-            "seconds": per_run["seconds"].mean(),
-            "eval_loss": with_error(evidence.across_seeds(runs, "eval_loss")),
-            "eval_accuracy": with_error(evidence.across_seeds(runs, "eval_accuracy")),
-            "seeds": per_run["seed"].count(),
-        }
+        {"params": per_run["params"].first(), "steps": per_run["steps"].mean(), "seconds": per_run["seconds"].mean()}
     ).reindex(order)
+    add_estimate(table, "eval_loss", evidence.across_seeds(runs, "eval_loss"))
+    add_estimate(table, "eval_accuracy", evidence.across_seeds(runs, "eval_accuracy"))
+    table["seeds"] = per_run["seed"].count()
     findings = objective_findings(data, runs)
     small, large = _size_order(runs)[0], _size_order(runs)[-1]
     if "time_usable" in runs:
@@ -352,8 +344,8 @@ def _compression(data: dict[str, Any], order: Sequence[str], large: str, small: 
     wide = pd.DataFrame(index=list(order))
     for label in labels:
         rows = c[c["label"] == label]
-        wide[label] = with_error(evidence.across_seeds(rows.rename(columns={"model": "run"}), "value"))
-    findings = [f"Compression is scored by {task} {metric} (mean ± standard error over pretraining seeds)."]
+        wide[label] = evidence.across_seeds(rows.rename(columns={"model": "run"}), "value")["mean"]
+    findings = [f"Compression is scored by {task} {metric} (the table: means over pretraining seeds)."]
     collapsed = c[c["classes"] == 1]
     if not collapsed.empty:
         findings.append(
@@ -456,16 +448,16 @@ def scale_efficiently(data: dict[str, Any]) -> dict[str, Any]:
             "params": first["params"],
             "flops_per_step": first["flops_per_step"],
             "seconds_per_step": seconds,
-            "eval_loss": with_error(evidence.across_seeds(runs, "eval_loss")),
-            "seeds": runs.groupby("run", sort=False)["seed"].count(),
         }
     ).reindex(order)
+    add_estimate(table, "eval_loss", evidence.across_seeds(runs, "eval_loss"))
+    table["seeds"] = runs.groupby("run", sort=False)["seed"].count()
     gains = pd.DataFrame(index=[r for r in order if r != "base"])
     gains["knob"] = knob
     per_axis = {}
     for title, cost in costs.items():
         per_axis[title] = knob_gains(runs, cost)
-        gains[f"loss_drop_per_2x_{title}"] = with_error(evidence.across_seeds(per_axis[title], "gain"))
+        add_estimate(gains, f"loss_drop_per_2x_{title}", evidence.across_seeds(per_axis[title], "gain"))
     findings = objective_findings(data, runs)
     depth = [r for r in gains.index if knob[r].startswith("NL") and "," not in knob[r]]
     for title in ("params", "FLOPs"):
@@ -523,7 +515,7 @@ def cramming(data: dict[str, Any]) -> dict[str, Any]:
     settings = ["params", "task", "schedule", "learning_rate", "dropout_rate", "switches"]
     table = per_run[[c for c in settings if c in runs]].first()
     table["steps"] = per_run["steps"].mean()
-    table["eval_loss"] = with_error(evidence.across_seeds(runs, "eval_loss"))
+    add_estimate(table, "eval_loss", evidence.across_seeds(runs, "eval_loss"))
     table["seeds"] = per_run["seed"].count()
     table = table.reindex(order)
     findings = objective_findings(data, runs)
