@@ -2,7 +2,9 @@
 
 BERT family: import-hf also reads a Hugging Face BertForMaskedLM / RobertaForMaskedLM /
 RobertaPreLayerNormForMaskedLM directory (by config.json's model_type), and export-hf of a BERT-family artifact
-writes one (config.json and model.safetensors, no tokenizer).
+writes one (config.json and model.safetensors, no tokenizer). Cramming's released crammed-bert (config.json with
+cramming's `arch` dict, model_type crammedBERT), or a checkpoint cramming saved (model_config.json), imports as
+our crammed BERT (scaling.convert.cramming).
 
 import-*: SRC is a Hugging Face T5 directory or a Mesh TF checkpoint (directory or `model.ckpt-N` prefix, with
 `operative_config.gin` beside it); DST becomes a model artifact (with the source's vocabulary: `spiece.model`, or
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scaling import cli
-from scaling.convert import hf, mesh_tf
+from scaling.convert import cramming, hf, mesh_tf
 from scaling.convert.params import ConversionError
 from scaling.training import artifact
 
@@ -86,21 +88,18 @@ def import_hf(
     overwrite: bool = False,
 ) -> Path:
     """Converts a Hugging Face T5 directory (or hub cache entry) into a model artifact at `dst`, keeping its
-    `spiece.model` (or its `tokenizer.json`, converted); `vocabulary` replaces the source's. Returns `dst`."""
+    `spiece.model` (or its `tokenizer.json`, converted); `vocabulary` replaces the source's. BERT / RoBERTa
+    (by config.json's model_type) and cramming checkpoints (by their config's keys) import as BERT shapes.
+    Returns `dst`."""
     from flax import nnx
 
-    from scaling.convert import tokenizer
-
     source = hf_source(src).absolute()
+    if cramming.is_cramming(source):
+        return _import_cramming(source, dst, vocabulary=vocabulary, overwrite=overwrite)
     if hf.model_type(source) in hf.BERT_MODEL_TYPES:
         return _import_hf_bert(source, dst, vocabulary=vocabulary, overwrite=overwrite)
     model, shape = hf.load_t5(source)
-    try:
-        found, origin = tokenizer.find_vocabulary(source) if vocabulary is None else (None, None)
-    except ConversionError as e:
-        log.warning("not keeping the vocabulary: %s", e)
-        found, origin = None, None
-    stored, origin = _vocabulary_for(shape, found, origin, vocabulary, source)
+    stored, origin = _source_vocabulary(shape, source, vocabulary)
     if stored is None:
         log.warning(
             "%s ships no usable tokenizer: the model has no vocabulary, so decoding it needs "
@@ -108,6 +107,40 @@ def import_hf(
             source,
         )
     prov = artifact.provenance("import-hf", source, vocabulary=origin)
+    return artifact.save(
+        dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
+    )
+
+
+def _source_vocabulary(shape, source: Path, vocabulary) -> tuple[bytes | None, str | None]:
+    """(the sentencepiece model to store, where it came from): `vocabulary` if given, else the source's
+    `spiece.model` or Unigram `tokenizer.json` when it fits the model; one that does not is warned about."""
+    from scaling.convert import tokenizer
+
+    try:
+        found, origin = tokenizer.find_vocabulary(source) if vocabulary is None else (None, None)
+    except ConversionError as e:
+        log.warning("not keeping the vocabulary: %s", e)
+        found, origin = None, None
+    return _vocabulary_for(shape, found, origin, vocabulary, source)
+
+
+def _import_cramming(source: Path, dst: str | os.PathLike, *, vocabulary, overwrite: bool) -> Path:
+    """A cramming crammedBERT checkpoint as an artifact of our crammed BERT, with its tokenizer when that is a
+    sentencepiece-style Unigram model that fits (the released one is WordPiece, and is not kept)."""
+    from flax import nnx
+
+    model, shape = cramming.load(source)
+    stored, origin = _source_vocabulary(shape, source, vocabulary)
+    if stored is None:
+        log.warning(
+            "%s: the artifact has no vocabulary, so finetuning it needs --config.vocabulary=PATH: a sentencepiece "
+            "model whose pieces and 100 extra ids fit the %d embedding rows, with pad 0, EOS 1 and unk 2; its "
+            "ids mean what the model learned only if the model was trained with it",
+            source,
+            shape.vocab_size,
+        )
+    prov = artifact.provenance("import-hf", source, vocabulary=origin, architecture=cramming.MODEL_TYPE)
     return artifact.save(
         dst, shape=shape, params=nnx.state(model), vocabulary=stored, provenance=prov, overwrite=overwrite
     )
@@ -203,7 +236,8 @@ def _convert(argv: list[str]) -> int:
     )
     parser.add_argument(
         "src",
-        help="import-hf: a Hugging Face T5 directory or hub cache entry; import-mesh-tf: a "
+        help="import-hf: a Hugging Face T5 / BERT / RoBERTa / cramming crammedBERT directory or hub cache entry; "
+        "import-mesh-tf: a "
         "Mesh TF checkpoint; export-hf: any model directory (artifact or workdir)",
     )
     parser.add_argument("dst", help="a new directory")
