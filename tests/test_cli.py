@@ -30,6 +30,7 @@ COMMANDS = {
     "scaling.shapes": "scaling.shapes.__main__",
     "scaling.data.inspect": "scaling.data.inspect",
     "scaling.data.build_vocab": "scaling.data.build_vocab",
+    "scaling.data.prepare_cramming": "scaling.data.prepare_cramming",
     "scaling.analysis.studies": "scaling.analysis.studies",
 }
 

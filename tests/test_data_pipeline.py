@@ -9,7 +9,7 @@ import pytest
 import seqio
 from jax.sharding import Mesh
 
-from scaling.data import corpora, curation, inspect, objectives, pipeline, stats, tasks, vocab
+from scaling.data import corpora, inspect, objectives, pipeline, stats, tasks, vocab
 
 SPAN_LENGTHS = {"inputs": 64, "targets": 16}
 
@@ -134,22 +134,6 @@ def test_registration_is_idempotent():
     importlib.reload(tasks)
     for name in ("c4_span_corruption", "c4_mlm", "sotu_span_corruption", "sotu_mlm"):
         assert name in seqio.TaskRegistry.names() and name in tasks.registered_tasks()
-
-
-def test_curation_switches_report_what_they_removed():
-    docs = [
-        "Short one. Tiny.",
-        "A much longer sentence that goes on and on and on without a stop",
-        "Short one. Tiny.",
-        "zq xj kw vv",
-    ]
-    count_tokens = lambda d: len(d) if d.startswith("zq") else len(d) // 5
-    kept, report = curation.curate(docs, curation.Curation(dedup=True, filter_threshold=0.25, sort=True), count_tokens)
-    assert report.duplicate_lines_removed == 1 and report.documents_emptied_by_dedup == 1
-    assert report.incompressible_documents_removed == 1 and report.incompressible_chars_removed == len(docs[3])
-    assert kept == [docs[0], docs[1]] and report.sorted_by_sentence_length and report.documents_out == 2
-    assert curation.sort_by_sentence_length([docs[1], docs[0]]) == [docs[0], docs[1]]
-    assert curation.curate(docs, curation.Curation(), count_tokens)[0] == docs
 
 
 def test_user_text_task_batches_and_read_report(user_tasks):

