@@ -137,10 +137,12 @@ def test_c4_cramming_task_refuses_until_prepared_then_trains_on_filtered_dedupli
         vocabulary_path=SPM,
         documents={"train": len(train), "validation": 30},
         source_name="fixture",
+        dedup=True,  # Table 2's "Dedup." rows; the crammed recipe leaves it out
         print_fn=lambda _: None,
     )
     report = manifest["splits"]["train"]["report"]
     assert report["incompressible_documents_removed"] >= 1 and report["duplicate_spans_removed"] >= 2
+    assert manifest["curation"]["filter_threshold"] == 0.25 and manifest["curation"]["dedup_length"] == 75
     assert manifest["splits"]["validation"]["documents_read"] == 30
     with pytest.raises(UserError, match="--overwrite"):
         prepare_cramming.prepare(
@@ -173,12 +175,18 @@ def test_c4_cramming_task_refuses_a_corpus_curated_with_another_tokenizer(tmp_pa
 
 
 def test_prepare_stops_before_dedup_would_exhaust_memory(tmp_path):
-    source = c4_source({"train": ["A sentence of text. " * 20] * 50})
-    with pytest.raises(UserError, match=r"--train_documents=\d+\).*deduplicate-text-datasets"):
+    source = c4_source({"train": ["The people of the United States and their government. " * 20] * 50})
+    with pytest.raises(UserError, match=r"--train_documents=\d+\).*leave out --dedup.*deduplicate-text-datasets"):
         prepare_cramming.prepare(
-            source, tmp_path, vocabulary_path=SPM, documents={"train": 50}, source_name="x", memory_bytes=200_000
+            source, tmp_path, vocabulary_path=SPM, documents={"train": 50}, source_name="x", dedup=True, memory_bytes=1
         )
     assert not (tmp_path / tasks.CRAMMING_MANIFEST).exists()
+    # without dedup the filter streams: no memory bound, and the recipe's defaults are recorded
+    manifest = prepare_cramming.prepare(
+        source, tmp_path, vocabulary_path=SPM, documents={"train": 50}, source_name="x", memory_bytes=1
+    )
+    assert manifest["splits"]["train"]["report"]["documents_out"] == 50 and manifest["curation"]["dedup_length"] is None
+    assert len((tmp_path / "train" / "train-00000.jsonl").read_text().splitlines()) == 50
 
 
 def test_prepare_command_without_c4_names_the_tfds_build(tmp_path, capsys):
@@ -192,7 +200,14 @@ def test_embedded_cramming_corpus_is_curated_and_its_training_rows_sorted():
     spec = tasks.task_spec("sotu_cramming_mlm")
     corpus = spec.corpus
     _, train = corpus.reports("train")
-    assert train.incompressible_documents_removed > 0 and train.duplicate_spans_removed > 0 and train.rows_sorted
+    # the crammed recipe: filtered and sorted, never deduplicated (§4.4, final_story_cb_o4_a6000.sh:15)
+    assert train.incompressible_documents_removed > 0 and train.duplicate_spans_removed == 0 and train.rows_sorted
+    assert (tasks.task_spec("sotu_mlm_mask25").mask_rate, tasks.task_spec("sotu_mlm_mask25").corpus.curation) == (
+        0.25,
+        curation.NO_CURATION,
+    )
+    assert tasks.task_spec("sotu_cramming_mlm_mask15").mask_rate == 0.15
+    assert tasks.task_spec("sotu_cramming_mlm_mask15").corpus is corpus
     rows = corpus.rows("train")
     counts = curation.sentence_ends(corpus.vocabulary)[rows].sum(axis=1)
     assert list(counts) == sorted(counts, reverse=True)

@@ -1,6 +1,7 @@
 """Cramming's data curation (Geiping & Goldstein 2023, §4.4 and Table 7), as the authors' code runs it.
 
-Three independent switches, in the authors' order (JonasGeiping/cramming, cramming/data/pretraining_preparation.py
+Three independent switches (the crammed recipe, `CRAMMING`, filters and sorts; dedup is Table 2's ablation), in the
+authors' order (JonasGeiping/cramming, cramming/data/pretraining_preparation.py
 `raw_dataset_preprocessing`, lines 395-426: the filter, then deduplication; sorting comes after tokenization,
 `_huggingface_preprocessing` lines 259-273), each reporting what it did:
 
@@ -64,7 +65,11 @@ class Curation:
 
 
 NO_CURATION = Curation()  # the default: the corpus as it is
-CRAMMING = Curation(dedup=True, filter_threshold=COMPRESSION_THRESHOLD, sort=True)  # all three, as in Table 7
+# The recipe of the crammed BERT: filtered and sorted, not deduplicated. §4.4: dedup does "not reliably help ... we
+# choose The Pile with both filtering and sorting"; the final runs pass `data.remove_trash=True
+# data.ordering=sentence-length-curriculum data.deduplicate_entries=False` (scripts/final_story_cb_o4_a6000.sh:15),
+# and Table 7's C4 rows are never deduplicated. `dedup=True` gives Table 2's "Dedup." rows.
+CRAMMING = Curation(filter_threshold=COMPRESSION_THRESHOLD, sort=True)
 
 
 @dataclasses.dataclass

@@ -1,26 +1,29 @@
 """Cramming's curated C4 (Geiping & Goldstein 2023, §4.4 and Table 7), prepared once for `c4_cramming_mlm`.
 
-    python -m scaling.data.prepare_cramming [--out=DIR] [--train_documents=N] [--validation_documents=N]
+    python -m scaling.data.prepare_cramming [--out=DIR] [--train_documents=N] [--validation_documents=N] [--dedup]
                                             [--c4_data_dir=DIR] [--c4_version=3.1.0] [--vocabulary=PATH]
 
 Reads the first N documents of each split of the prepared tfds C4 in its stored order (the paper "stream[s] the first
-20×10^6 entries", §4.4), applies `scaling.data.curation`'s compression filter (t = 0.25) and then its exact
-substring deduplication (75 bytes, Lee et al. 2022) — the two steps that need the text, and dedup the whole corpus,
-which a tfds stream never is — and writes what is left as `.jsonl` shards in DIR/train and DIR/validation, then
-DIR/curation.json with the settings and what each step removed. `c4_cramming_mlm` reads those files and sorts the
-training rows (the third step, Cramming's sentence-length curriculum) when it first reads them; without
-DIR/curation.json it refuses to train. DIR defaults to $SCALING_C4_CRAMMING_DIR, else `c4_cramming` in C4's data
-dir. The filter counts tokens of `--vocabulary` (default T5's, which `c4_cramming_mlm` tokenizes with).
+20×10^6 entries", §4.4), applies `scaling.data.curation`'s compression filter (t = 0.25; and with --dedup then its exact
+substring deduplication, 75 bytes, Lee et al. 2022), and writes what is left as `.jsonl` shards in DIR/train and
+DIR/validation, then DIR/curation.json with the settings and what each step removed. `c4_cramming_mlm` reads those
+files and sorts the training rows (Cramming's sentence-length curriculum) when it first reads them — sorting and
+dedup need the whole corpus, which a tfds stream never is; without DIR/curation.json the task refuses to train. DIR
+defaults to $SCALING_C4_CRAMMING_DIR, else `c4_cramming` in C4's data dir. The filter counts tokens of `--vocabulary`
+(default T5's, which `c4_cramming_mlm` tokenizes with).
 
-Dedup runs in memory, at about 80 bytes of RAM per byte of text (C4 averages ~2.2 kB per document): the command
-stops reading, and says how many documents fit, before it would need more than the machine's free memory. The
-paper's 20×10^6 documents (~44 GB of text) need Lee et al.'s disk-based suffix-array tool
-(github.com/google-research/deduplicate-text-datasets), as the authors ran it (cramming/data/deduplicate.py).
+The crammed BERT's data is filtered and sorted, not deduplicated (§4.4; scripts/final_story_cb_o4_a6000.sh:15 of the
+authors' code passes data.deduplicate_entries=False; Table 7's C4 rows have no dedup), so --dedup is off by default.
+Without it the filter streams. Dedup runs in memory, at about 80 bytes of RAM per byte of kept text (C4 averages ~2.2
+kB per document); it stops reading, and says how many documents fit, before it would need more than the machine's
+free memory. Deduplicating the paper's 20×10^6 documents (~44 GB of text) needs Lee et al.'s disk-based suffix-array
+tool (github.com/google-research/deduplicate-text-datasets), as the authors ran it (cramming/data/deduplicate.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -46,23 +49,74 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def read_split(source: seqio.DataSource, split: str, limit: int, memory_bytes: int) -> Iterator[str]:
-    """The first `limit` documents of `split` in the source's order; a :class:`UserError` before the text read so far
-    would not fit deduplication in `memory_bytes`."""
-    dataset = source.get_dataset(split=split, shuffle=False).take(limit)
-    text_bytes = 0
-    for count, example in enumerate(dataset.as_numpy_iterator()):
-        raw = example["text"]
-        text_bytes += len(raw)
-        if text_bytes * BYTES_PER_TEXT_BYTE > memory_bytes:
-            fits = int(count * memory_bytes / (text_bytes * BYTES_PER_TEXT_BYTE))
+def read_split(source: seqio.DataSource, split: str, limit: int) -> Iterator[str]:
+    """The first `limit` documents of `split` in the source's stored order."""
+    for example in source.get_dataset(split=split, shuffle=False).take(limit).as_numpy_iterator():
+        yield example["text"].decode("utf-8", errors="replace")
+
+
+class _Shards:
+    """`.jsonl` shards of SHARD_DOCUMENTS documents each, written as documents come (a context manager)."""
+
+    def __init__(self, folder: Path, split: str):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        self.folder, self.split, self.files, self.count = folder, split, [], 0
+        self._file = None
+
+    def write(self, documents: Sequence[str]) -> None:
+        for doc in documents:
+            if self.count % SHARD_DOCUMENTS == 0:
+                self.close()
+                self.files.append(f"{self.split}-{len(self.files):05d}.jsonl")
+                self._file = open(self.folder / self.files[-1], "w", encoding="utf-8")  # noqa: SIM115 (kept open)
+            self._file.write(json.dumps({"text": doc}) + "\n")
+            self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> _Shards:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _curate_split(
+    documents: Iterator[str], shards: _Shards, steps: curation.Curation, count_tokens, memory_bytes: int
+) -> curation.CurationReport:
+    """The filter on each chunk as it comes (written at once unless dedup needs the whole split), then dedup."""
+    report = curation.CurationReport()
+    kept: list[str] = []
+    kept_bytes = 0
+    while chunk := list(itertools.islice(documents, 10_000)):
+        docs, removed, chars = curation.compression_filter(chunk, count_tokens, steps.filter_threshold)
+        report.documents_in += len(chunk)
+        report.incompressible_documents_removed += removed
+        report.incompressible_chars_removed += chars
+        if not steps.dedup:
+            shards.write(docs)
+            continue
+        kept += docs
+        kept_bytes += sum(len(d.encode("utf-8")) for d in docs)
+        if kept_bytes * BYTES_PER_TEXT_BYTE > memory_bytes:
+            fits = int(report.documents_in * memory_bytes / (kept_bytes * BYTES_PER_TEXT_BYTE))
             raise UserError(
-                f"deduplicating more than {count:,} documents of {split} ({text_bytes / 1e6:,.1f} MB of text) needs "
-                f"more than the {memory_bytes / 1e6:,.0f} MB of free memory: prepare fewer "
-                f"(--{split}_documents={fits}) on this machine, or deduplicate with Lee et al.'s disk-based tool "
-                "(github.com/google-research/deduplicate-text-datasets) as the authors did"
+                f"deduplicating {report.documents_in:,} documents of {shards.split} ({kept_bytes / 1e6:,.1f} MB of "
+                f"text) needs more than the {memory_bytes / 1e6:,.0f} MB of free memory: prepare fewer "
+                f"(--{shards.split}_documents={fits}) on this machine, leave out --dedup (the crammed recipe does), or "
+                "deduplicate with Lee et al.'s disk-based tool (github.com/google-research/deduplicate-text-datasets)"
             )
-        yield raw.decode("utf-8", errors="replace")
+    if steps.dedup:
+        kept, report.duplicate_spans_removed, report.duplicate_bytes_removed, report.documents_emptied_by_dedup = (
+            curation.dedup_substrings(kept, steps.dedup_length)
+        )
+        shards.write(kept)
+    report.documents_out = shards.count
+    return report
 
 
 def prepare(
@@ -72,12 +126,13 @@ def prepare(
     vocabulary_path: str | None,
     documents: Mapping[str, int],
     source_name: str,
+    dedup: bool = False,
     memory_bytes: int | None = None,
     overwrite: bool = False,
     print_fn=print,
 ) -> dict:
-    """Curates (filter, then dedup) the first `documents[split]` documents of each split of `source` into `out`;
-    returns the manifest written last to `out/curation.json`."""
+    """Curates (the filter, then dedup if asked) the first `documents[split]` documents of each split of `source`
+    into `out`; returns the manifest written last to `out/curation.json`."""
     manifest_path = out / tasks.CRAMMING_MANIFEST
     if manifest_path.exists() and not overwrite:
         raise UserError(f"{out} already holds a prepared corpus ({manifest_path}); pass --overwrite to replace it")
@@ -85,32 +140,27 @@ def prepare(
     memory_bytes = available_memory() if memory_bytes is None else memory_bytes
     vocabulary = vocab.get_vocabulary(vocabulary_path)
     count_tokens = lambda text: len(vocabulary.tokenizer.EncodeAsIds(text))
-    steps = dataclasses.replace(curation.CRAMMING, sort=False)  # rows are sorted when read, at training's length
+    # Rows are sorted when c4_cramming_mlm reads the files, at its own length.
+    steps = dataclasses.replace(curation.CRAMMING, dedup=dedup, sort=False)
     splits = {}
     for split, limit in documents.items():
         start = time.perf_counter()
-        docs = list(read_split(source, split, limit, memory_bytes))
-        kept, report = curation.curate(docs, steps, count_tokens)
-        del docs
-        folder = out / split
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        files = []
-        for index, first in enumerate(range(0, len(kept), SHARD_DOCUMENTS)):
-            path = folder / f"{split}-{index:05d}.jsonl"
-            with open(path, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"text": doc}) + "\n" for doc in kept[first : first + SHARD_DOCUMENTS])
-            files.append(path.name)
-        splits[split] = {"documents_read": report.documents_in, "files": files, "report": dataclasses.asdict(report)}
-        print_fn(f"{split}: {report} in {time.perf_counter() - start:.0f} s → {folder}")
+        shards = _Shards(out / split, split)
+        report = _curate_split(read_split(source, split, limit), shards, steps, count_tokens, memory_bytes)
+        splits[split] = {
+            "documents_read": report.documents_in,
+            "files": shards.files,
+            "report": dataclasses.asdict(report),
+        }
+        print_fn(f"{split}: {report} in {time.perf_counter() - start:.0f} s → {shards.folder}")
     manifest = {
         "source": source_name,
         "vocabulary": str(vocabulary_path or vocab.DEFAULT_SPM_PATH),  # as tasks.register_c4_tasks spells it
         "curation": {
             "filter_threshold": steps.filter_threshold,
-            "dedup_length": steps.dedup_length,
-            "order": "compression filter, then substring dedup (pretraining_preparation.py:395-426); rows sorted "
-            "when c4_cramming_mlm reads the files",
+            "dedup_length": steps.dedup_length if dedup else None,
+            "order": "compression filter, then substring dedup if any (pretraining_preparation.py:395-426); rows "
+            "sorted when c4_cramming_mlm reads the files",
         },
         "splits": splits,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -141,6 +191,9 @@ def _prepare(argv: list[str]) -> int:
     parser.add_argument(
         "--vocabulary", default=vocab.T5_SPM_PATH, help="sentencepiece model whose tokens the filter counts (T5's)"
     )
+    parser.add_argument(
+        "--dedup", action="store_true", help="also Lee et al.'s substring dedup (Table 2's 'Dedup.'; not the recipe's)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a corpus already prepared in --out")
     args = parser.parse_args(argv)
     for flag in ("train_documents", "validation_documents"):
@@ -150,7 +203,15 @@ def _prepare(argv: list[str]) -> int:
     name = corpora.c4_tfds_name(args.c4_version)
     source = tasks.PreparedTfdsSource(name, corpora.c4_data_dir(args.c4_data_dir), "sotu_cramming_mlm")
     limits = {"train": args.train_documents, "validation": args.validation_documents}
-    prepare(source, out, vocabulary_path=args.vocabulary, documents=limits, source_name=name, overwrite=args.overwrite)
+    prepare(
+        source,
+        out,
+        vocabulary_path=args.vocabulary,
+        documents=limits,
+        source_name=name,
+        dedup=args.dedup,
+        overwrite=args.overwrite,
+    )
     print(f"prepared {out}: train with --config.data.task=c4_cramming_mlm (${tasks.C4_CRAMMING_DIR_ENV}={out})")
     return 0
 
