@@ -202,12 +202,12 @@ def test_embedded_cramming_corpus_is_curated_and_its_training_rows_sorted():
     _, train = corpus.reports("train")
     # the crammed recipe: filtered and sorted, never deduplicated (§4.4, final_story_cb_o4_a6000.sh:15)
     assert train.incompressible_documents_removed > 0 and train.duplicate_spans_removed == 0 and train.rows_sorted
-    assert (tasks.task_spec("sotu_mlm_mask25").mask_rate, tasks.task_spec("sotu_mlm_mask25").corpus.curation) == (
+    assert (tasks.task_spec("sotu_mlm_25").mask_rate, tasks.task_spec("sotu_mlm_25").corpus.curation) == (
         0.25,
         curation.NO_CURATION,
     )
-    assert tasks.task_spec("sotu_cramming_mlm_mask15").mask_rate == 0.15
-    assert tasks.task_spec("sotu_cramming_mlm_mask15").corpus is corpus
+    assert tasks.task_spec("sotu_curated_mlm").mask_rate == 0.15
+    assert tasks.task_spec("sotu_curated_mlm").corpus is corpus
     rows = corpus.rows("train")
     counts = curation.sentence_ends(corpus.vocabulary)[rows].sum(axis=1)
     assert list(counts) == sorted(counts, reverse=True)

@@ -7,8 +7,8 @@ Importing this module registers (idempotently; re-registering a name replaces it
     sotu_span_corruption, sotu_mlm      the embedded State of the Union corpus, split by year
     sotu_cramming_mlm                   sotu with the crammed BERT's curation (compression filter, rows sorted by
                                         sentence count: `curation.CRAMMING`) and 25% masking
-    sotu_mlm_mask25,                    Table 5's regroupings (the masking rate is training's, §4.3): sotu as it
-    sotu_cramming_mlm_mask15              is at 25% masking ("original data"), curated at 15% ("original train")
+    sotu_mlm_25, sotu_curated_mlm       Table 5's regroupings (the masking rate is training's, §4.3): sotu as it is
+                                        at 25% masking ("original data"), curated at 15% ("original train")
     c4_cramming_mlm                     the same over C4, read from the curated files that
                                         `python -m scaling.data.prepare_cramming` writes ($SCALING_C4_CRAMMING_DIR)
 
@@ -505,7 +505,7 @@ def _text_tasks(
 
 def register_sotu_tasks(vocabulary_path: str | None = None) -> list[str]:
     """The embedded corpus: sotu_span_corruption, sotu_mlm, sotu_cramming_mlm (Cramming's curation, 25%) and the two
-    regroupings Table 5's ablation needs, sotu_mlm_mask25 and sotu_cramming_mlm_mask15."""
+    regroupings Table 5's ablation needs, sotu_mlm_25 and sotu_curated_mlm."""
     vocabulary = vocab.get_vocabulary(vocabulary_path)
     files = {split: functools.partial(corpora.sotu_files, split) for split in corpora.SPLITS}
     plain = TextCorpus("sotu", files, vocabulary)
@@ -515,8 +515,8 @@ def register_sotu_tasks(vocabulary_path: str | None = None) -> list[str]:
     names += _text_tasks("sotu_cramming", cramming, density, span, CRAMMING_MASK_RATE)
     # Table 5 resets data and training separately, and the masking rate is training's (§4.3 "Objective"; the authors'
     # train/bert-o4.yaml:31 vs bert-original.yaml:30): the original data keeps 25%, the original training masks 15%.
-    mask25 = TaskSpec("sotu_mlm_mask25", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=plain)
-    mask15 = TaskSpec("sotu_cramming_mlm_mask15", "mlm", mask_rate=MLM_MASK_RATE, corpus=cramming)
+    mask25 = TaskSpec("sotu_mlm_25", "mlm", mask_rate=CRAMMING_MASK_RATE, corpus=plain)
+    mask15 = TaskSpec("sotu_curated_mlm", "mlm", mask_rate=MLM_MASK_RATE, corpus=cramming)
     names.append(_add(mask25, plain.source(), vocabulary, TEXT_SHUFFLE_BUFFER))
     names.append(_add(mask15, cramming.source(), vocabulary, None, tokenized=True))
     return names
