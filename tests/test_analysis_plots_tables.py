@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from scaling.analysis import fits, frontier, plots, tables
 
@@ -85,4 +86,64 @@ def test_plots_draw_under_agg():
         x, fits.power_law({"E": 2, "A": 50, "alpha": 0.3}, x), {"E": 2, "A": 50, "alpha": 0.3}, ax=axes[3]
     )
     fig.canvas.draw()
+    plt.close(fig)
+
+
+def test_curves_of_several_seeds_draw_each_seed_thin_and_their_mean():
+    curves = pd.DataFrame(
+        {
+            "run": ["a"] * 5 + ["b"] * 2,
+            "seed": [0, 0, 0, 1, 1, 0, 0],
+            "step": [5, 10, 15, 5, 10, 5, 10],
+            "seconds": [1.0, 2.0, 3.0, 1.2, 2.2, 2.0, 4.0],
+            "loss": [5.0, 4.0, 3.5, 5.2, 4.2, 6.0, 5.0],
+        }
+    )
+    mean = plots.mean_curve(curves[curves["run"] == "a"], "seconds", "loss")
+    # step 15 was reached by seed 0 only (a wall-clock budget): the mean stops at step 10
+    assert mean["step"].tolist() == [5, 10]
+    assert mean["seconds"].tolist() == pytest.approx([1.1, 2.1]) and mean["loss"].tolist() == pytest.approx([5.1, 4.1])
+    assert plots.mean_curve(curves[curves["run"] == "a"], "step", "loss")["loss"].tolist() == pytest.approx([5.1, 4.1])
+    fig, ax = plt.subplots()
+    plots.curves(curves, by="run", ax=ax)
+    assert len(ax.lines) == 2 + 1 + 1  # a: two seeds and their mean; b: one seed, one line
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (mean of 2 seeds)", "b"]
+    assert ax.lines[0].get_color() == ax.lines[2].get_color() != ax.lines[3].get_color()  # coloured by run
+    plt.close(fig)
+
+
+def test_downstream_bars_carry_their_errors_and_each_metrics_constant_answer():
+    table = pd.DataFrame(
+        {
+            "run": ["big", "small", "no_pretraining", "constant answer"],
+            "accuracy": [0.8, 0.7, 0.55, 0.5],
+            "accuracy_se": [0.01, 0.02, 0.01, float("nan")],
+            "f1": [0.78, 0.6, 0.66, 2 / 3],
+            "f1_se": [0.02, 0.02, 0.01, float("nan")],
+        }
+    )
+    fig, ax = plt.subplots()
+    plots.scores(table, ["accuracy", "f1"], ax=ax)
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [len(b) for b in bars] == [3, 3] and all(b.errorbar is not None for b in bars)  # no bar for the constant
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["big", "small", "no_pretraining"]
+    dashed = {line.get_label(): line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"}
+    assert dashed == {"accuracy: best constant answer": 0.5, "f1: best constant answer": pytest.approx(2 / 3)}
+    plt.close(fig)
+
+
+def test_estimates_draw_error_bars_and_each_rows_own_references():
+    table = pd.DataFrame({"run": ["a", "b", "c"], "eval_loss": [6.0, 6.5, 7.5], "eval_loss_se": [0.1, 0.05, 0.2]})
+    references = pd.DataFrame(
+        {"run": ["a", "b", "c", "a", "b"], "reference": ["unigram"] * 3 + ["uniform"] * 2, "value": [7, 7, 6.8, 9, 9]}
+    )
+    fig, axes = plt.subplots(1, 2)
+    plots.estimates(table, "eval_loss", references=references, ax=axes[0])
+    (points,) = axes[0].containers  # eval_loss_se found without being named
+    assert points.has_yerr
+    ticks = {c.get_label(): c.get_segments() for c in axes[0].collections if c.get_label() in ("unigram", "uniform")}
+    assert [s[0][1] for s in ticks["unigram"]] == [7, 7, 6.8] and len(ticks["uniform"]) == 2  # c's task differs
+    frontier_table = table.assign(params=[1e6, 2e6, 4e6])
+    plots.frontier(frontier_table, "params", "eval_loss", higher_is_better=False, error="eval_loss_se", ax=axes[1])
+    assert any(c.has_yerr for c in axes[1].containers)
     plt.close(fig)

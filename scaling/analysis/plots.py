@@ -1,7 +1,10 @@
-"""The figures a scaling study reads: frontier scatters, training curves per shape, the compression frontier.
+"""The figures a scaling study reads: frontier scatters, training curves per shape, the compression frontier,
+downstream bars and per-run estimates against their baselines.
 
 Every function draws on a given matplotlib ``Axes`` (or a new figure's) and returns it; nothing calls
-``show()`` or picks a backend, so the same code works under Agg in tests and inline in a notebook.
+``show()`` or picks a backend, so the same code works under Agg in tests and inline in a notebook. A study's
+tables hold means over pretraining seeds beside a ``COLUMN_se`` standard error (:mod:`scaling.analysis.studies`):
+where that column is there, it is drawn as an error bar (none with one seed, whose error is NaN).
 """
 
 from __future__ import annotations
@@ -34,11 +37,16 @@ def frontier(
     logy: bool = False,
     color: str = "C0",
     name: str | None = None,
+    error: str | None = None,
 ) -> Axes:
-    """Scatter of quality against cost with the Pareto step line; efficient points filled, every point labelled."""
-    require_columns(table, (cost, quality, label), f"frontier plot of {quality} against {cost}")
+    """Scatter of quality against cost with the Pareto step line; efficient points filled, every point labelled.
+    ``error`` names a column of standard errors of ``quality``, drawn as vertical bars (the frontier itself is
+    read on the means)."""
+    require_columns(table, (cost, quality, label, *([error] if error else [])), f"frontier of {quality} on {cost}")
     ax = _axes(ax)
     c, q = table[cost].to_numpy(float), table[quality].to_numpy(float)
+    if error:
+        ax.errorbar(c, q, yerr=table[error].to_numpy(float), fmt="none", ecolor=color, alpha=0.6, capsize=3)
     mask = pareto(c, q, higher_is_better)
     ax.scatter(c[~mask], q[~mask], facecolors="none", edgecolors=color)
     ax.scatter(c[mask], q[mask], color=color, label=f"{name or quality} (efficient filled)")
@@ -61,20 +69,43 @@ def curves(
     y: str = "loss",
     *,
     by: str = "shape",
+    seed: str = "seed",
     ax: Axes | None = None,
     logx: bool = False,
 ) -> Axes:
-    """One line per ``by`` value of ``y`` against ``x`` (``seconds``, ``flops``, ``tokens`` or ``step``)."""
+    """One line per ``by`` value of ``y`` against ``x`` (``seconds``, ``flops``, ``tokens`` or ``step``).
+
+    Where a ``by`` value has several seeds (a ``seed`` column), each seed is a thin line in that run's colour and
+    the labelled line is their mean (:func:`mean_curve`), so the spread between seeds stays visible."""
     require_columns(curves, (by, x, y), f"{y} against {x}")
     ax = _axes(ax)
-    for name, curve in curves.groupby(by, sort=False):
-        curve = curve[[x, y]].dropna().sort_values(x)
-        ax.plot(curve[x], curve[y], marker=".", label=str(name))
+    for i, (name, curve) in enumerate(curves.groupby(by, sort=False)):
+        color = f"C{i % 10}"
+        n = curve[seed].nunique() if seed in curve else 1
+        if n > 1:
+            for _, one in curve.groupby(seed, sort=True):
+                one = one[[x, y]].dropna().sort_values(x)
+                ax.plot(one[x], one[y], color=color, linewidth=0.7, alpha=0.35)
+        line = mean_curve(curve, x, y, seed=seed) if n > 1 else curve[[x, y]].dropna().sort_values(x)
+        ax.plot(line[x], line[y], marker=".", color=color, label=f"{name} (mean of {n} seeds)" if n > 1 else str(name))
     ax.set_xscale("log" if logx else "linear")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.legend(fontsize=8)
     return ax
+
+
+def mean_curve(curve: pd.DataFrame, x: str, y: str, *, seed: str = "seed", step: str = "step") -> pd.DataFrame:
+    """``x`` and ``y`` averaged over seeds at each ``step`` every seed logged (at each ``x`` where there is no
+    ``step`` column): the mean time or FLOPs at which step k was reached, against the mean loss there. Steps only
+    some seeds reached (a wall-clock budget ends each seed at a different step) are left out."""
+    key = step if step in curve else x
+    rows = curve[list(dict.fromkeys([key, x, y, seed]))].dropna(subset=[x, y])
+    complete = rows.groupby(key)[seed].nunique() == rows[seed].nunique()
+    rows = rows[rows[key].isin(complete[complete].index)]
+    if key == x:
+        return rows.groupby(x, as_index=False)[y].mean()
+    return rows.groupby(key, as_index=False)[[x, y]].mean().sort_values(x)
 
 
 def compression(
@@ -119,26 +150,65 @@ def power_law_fit(
 
 def scores(
     table: pd.DataFrame,
-    columns: list[str],
+    metrics: list[str],
     *,
     label: str = "run",
-    baselines: pd.DataFrame | None = None,
+    constant: str = "constant answer",
     ax: Axes | None = None,
 ) -> Axes:
-    """Grouped bars of downstream scores (one group per ``label``, one bar per column), with a dashed line at
-    each task's best constant answer (``baselines``: columns ``task``, ``score``): a bar at its line learned
-    nothing."""
-    require_columns(table, (label, *columns), "downstream scores")
+    """Grouped bars of a downstream table (``studies.downstream_tables``: a row per run, columns ``METRIC`` and
+    ``METRIC_se``): one group per run, one bar per metric with its standard error over pretraining seeds, and a
+    dashed line in the metric's colour at the row labelled ``constant`` (that metric's best constant answer): a bar
+    at its line learned nothing a one-class answer would not."""
+    require_columns(table, (label, *metrics), "downstream scores")
     ax = _axes(ax)
-    x = np.arange(len(table))
-    width = 0.8 / max(len(columns), 1)
-    for i, column in enumerate(columns):
-        offset = (i - (len(columns) - 1) / 2) * width
-        ax.bar(x + offset, table[column].to_numpy(float), width, label=column, color=f"C{i}")
-    if baselines is not None:
-        for row in baselines.itertuples():
-            ax.axhline(row.score, color="black", linestyle="--", linewidth=1, label=f"constant answer ({row.task})")
-    ax.set_xticks(x, table[label].astype(str), rotation=30, ha="right")
+    is_constant = table[label].astype(str) == constant
+    bars, best = table[~is_constant], table[is_constant]
+    x = np.arange(len(bars))
+    width = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        offset = (i - (len(metrics) - 1) / 2) * width
+        error = bars[f"{metric}_se"].to_numpy(float) if f"{metric}_se" in bars else None
+        values = bars[metric].to_numpy(float)
+        ax.bar(x + offset, values, width, yerr=error, capsize=3, label=metric, color=f"C{i}", alpha=0.75)
+        if not best.empty and np.isfinite(best[metric].iloc[0]):
+            value = float(best[metric].iloc[0])
+            ax.axhline(value, color=f"C{i}", linestyle="--", linewidth=1.2, label=f"{metric}: best constant answer")
+    ax.set_xticks(x, bars[label].astype(str), rotation=30, ha="right")
     ax.set_ylabel("downstream score")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def estimates(
+    table: pd.DataFrame,
+    column: str,
+    *,
+    label: str = "run",
+    error: str | None = None,
+    references: pd.DataFrame | None = None,
+    ax: Axes | None = None,
+    color: str = "C0",
+) -> Axes:
+    """One point per row of ``table`` (a mean over seeds) with its standard-error bar (``error``; by default
+    ``COLUMN_se`` where the table has it), and, from ``references`` (columns ``label``, ``reference``, ``value``),
+    a dashed tick across each row's slot at each value of its own, one colour per reference — e.g. each run's final
+    eval loss against the trivial baselines of the task it trained on (runs of one task share a line)."""
+    require_columns(table, (label, column), f"{column} per {label}")
+    ax = _axes(ax)
+    error = error or (f"{column}_se" if f"{column}_se" in table else None)
+    x = np.arange(len(table))
+    yerr = table[error].to_numpy(float) if error else None
+    ax.errorbar(x, table[column].to_numpy(float), yerr=yerr, fmt="o", color=color, capsize=4, label=column)
+    if references is not None and not references.empty:
+        require_columns(references, (label, "reference", "value"), f"references of {column}")
+        slot = dict(zip(table[label], x))
+        for j, (name, rows) in enumerate(references.groupby("reference", sort=False)):
+            rows = rows[rows[label].isin(slot)]
+            at = np.array([slot[r] for r in rows[label]], dtype=float)
+            ax.hlines(rows["value"], at - 0.45, at + 0.45, colors=f"C{j + 1}", linestyles="--", label=str(name))
+    ax.set_xticks(x, table[label].astype(str), rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel(column)
     ax.legend(fontsize=8)
     return ax
