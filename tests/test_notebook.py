@@ -49,7 +49,7 @@ def execute(path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()  # raises CellExecutionError naming the failing cell
     return nb
@@ -94,6 +94,29 @@ def test_studies_notebook_executes_offline_without_jax_or_tensorflow():
     assert not outputs(nb, "error")
     assert len(images(nb)) >= 6  # curves, compression, frontiers, knob gains, variants, schedules
     assert probe(nb)["loaded"] == []
+
+
+@pytest.mark.slow
+def test_studies_notebook_reads_the_tables_a_study_writes_now(tmp_path):
+    """The shipped tables are the old single-seed layout; the notebook also reads the new one (seeds, per-metric
+    constant answers, the control, trivial baselines): in a checkout whose results are rewritten that way. (~40 s)"""
+    from test_figures import new_layout
+
+    for folder in ("scaling", "requirements"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "figures").symlink_to(NOTEBOOKS / "figures")
+    shutil.copytree(NOTEBOOKS / "results", tmp_path / "notebooks" / "results")
+    new_layout(tmp_path / "notebooks" / "results")
+    shutil.copy(STUDIES, tmp_path / "notebooks")
+    nb = execute(tmp_path / "notebooks" / STUDIES.name)
+    assert not outputs(nb, "error")
+    assert len(images(nb)) >= 7  # and the runs against the trivial baselines of their objectives
+    shown = [o.get("data", {}) for kind in ("display_data", "execute_result") for o in outputs(nb, kind)]
+    markdown = "".join(d.get("text/markdown", "") for d in shown)
+    assert "no trivial baselines" not in markdown and "**Verdicts**" in markdown
+    tables = "".join(d.get("text/plain", "") for d in shown)
+    assert "no_pretraining" in tables and "constant answer" in tables and "eval_loss_se" in tables
 
 
 def test_setup_cell_without_a_checkout_or_url_says_what_to_set(tmp_path, monkeypatch):
