@@ -11,12 +11,15 @@ translated with beam search (`config.translation.beam`) and scored into DIR/bleu
 With --checkpoint (any model directory: training workdir, converted or finetuned T5) it translates --split of
 --task (by default the task and lengths the workdir trained with) and writes BLEU, sacreBLEU's signature, the
 settings and every (source, reference, hypothesis) to --out (default CHECKPOINT/bleu_TASK_SPLIT.json).
-Tasks: `wmt14_en_fr` (tfds, where prepared), `sotu_en_pseudofr` (offline) and the user's own
-(scaling.data.translation.register_translation_tasks).
+
+Tasks: `wmt14_en_fr` (tfds, where prepared), `sotu_en_pseudofr` (offline) and your own parallel files
+(scaling.data.translation.register_translation_tasks, called in your --config file; to score such a model, pass
+--module=M, a module that registers the task).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ def _out_name(task: str, split: str) -> str:
 
 
 def _train(args) -> int:
+    import jax
     from flax import nnx
 
     from scaling import parallel
@@ -41,9 +45,10 @@ def _train(args) -> int:
     from scaling.experiments import configfiles
     from scaling.training import trainer
 
-    config = configfiles.load_with_overrides(args.config, args.overrides)
-    if "translation" not in config:
+    config = configfiles.load(args.config)
+    if "translation" not in config:  # any training config translates with the defaults
         config.translation = translation.default_config()
+    configfiles.apply_overrides(config, args.overrides)
     config.lock()
     parallel.initialize_distributed(config.parallel)
     options = config.translation
@@ -70,8 +75,9 @@ def _train(args) -> int:
         tokenize=options.tokenize,
     )
     path = Path(args.workdir) / _out_name(config.data.task, config.data.eval_split)
-    translation.write(result, path, checkpoint=str(args.workdir), step=fitted.metrics.get("step"))
-    print(translation.summary_line(result, path))
+    if jax.process_index() == 0:
+        translation.write(result, path, checkpoint=str(args.workdir), step=fitted.metrics.get("step"))
+        print(translation.summary_line(result, path))
     return 0
 
 
@@ -85,6 +91,11 @@ def _evaluate(args) -> int:
     from scaling.data import translation as translation_tasks
     from scaling.downstream import decode, translation
 
+    for module in args.module:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"--module={module}: cannot import it ({e}); check the name and PYTHONPATH") from None
     data = _trained_with(args.checkpoint)
     task = args.task or data.get("task")
     if task is None:
@@ -119,6 +130,9 @@ def _translate(argv: list[str]) -> int:
     parser.add_argument("--workdir", help="train: where checkpoints, metrics.jsonl, summary.json and BLEU go")
     parser.add_argument("--checkpoint", help="evaluate: a T5 model directory (training workdir, converted, finetuned)")
     parser.add_argument("--task", help="evaluate: a translation task (default: the one the workdir trained on)")
+    parser.add_argument(
+        "--module", action="append", default=[], help="evaluate: a module to import first, which registers the task"
+    )
     parser.add_argument("--split", default="validation", help="evaluate: the split (default %(default)s)")
     parser.add_argument("--beam", type=int, default=4, help="evaluate: beams; 1 is greedy (default %(default)s)")
     parser.add_argument("--max_length", type=int, help="evaluate: decoded tokens (default: the trained targets length)")

