@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "clu==0.0.12",
     "sentencepiece==0.2.3",
     "safetensors==0.8.0",  # Hugging Face weights: import-hf reads them, export-hf writes them
+    "sacrebleu==2.6.0",  # BLEU as the field reports it, with its signature (translation)
     "seqio==0.0.20",
     "tensorflow==2.21.0",
     "tensorflow-datasets==4.9.10",

@@ -27,7 +27,7 @@ def get_config(variant: str = ""):
     config = study.default_config()
     config.name = config.kind = "scale_efficiently"
     config.recipe = "configs/demo.py"
-    config.budget = "steps:3000"
+    config.budget = "steps:1500"
     config.seeds = "0,1,2"
     config.reference = "base"
     config.controls.no_pretraining = True
@@ -36,7 +36,7 @@ def get_config(variant: str = ""):
         "optimizer": {"schedule": "constant", "learning_rate": 0.01},
         "data": {"eval_batches": 8},
         "log_every_steps": 50,
-        "eval_every_steps": 1000,
+        "eval_every_steps": 500,
         "checkpoint": {"save_interval_steps": 500},
     }
     runs = {"base": BASE}

@@ -26,6 +26,7 @@ COMMANDS = {
     "scaling.sweep": "scaling.sweep",
     "scaling.study": "scaling.study",
     "scaling.profile": "scaling.profile",
+    "scaling.translate": "scaling.translate",
     "scaling.convert": "scaling.convert.__main__",
     "scaling.shapes": "scaling.shapes.__main__",
     "scaling.data.inspect": "scaling.data.inspect",

@@ -86,6 +86,25 @@ RULES = (
     Rule(r"scaling.profile ", "profile", ("--steps=1", "--warmup=0"), says="steps/s"),
     Rule(r"scaling.analysis.figures", "quick", ("--out=/tmp/figures",)),
     Rule(r"scaling.study ", "quick", ("--dry_run",), says="pretrain "),
+    Rule(
+        r"scaling.translate --config=configs/translate_offline.py",
+        "translate",
+        (
+            "--config.budget=steps:2",
+            "--config.eval_every_steps=0",
+            "--config.translation.bleu_examples=2",
+            "--config.translation.eval_examples=2",
+            "--config.translation.beam=1",
+        ),
+        says="nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+    ),
+    Rule(r"scaling.translate --checkpoint=", "translate", ("--max_examples=2",), says="BLEU"),
+    Rule(
+        r"scaling.translate --config=configs/translate_wmt14.py",
+        "translate",
+        code=1,
+        says="tfds build wmt14_translate/fr-en --data_dir=",
+    ),
     Rule(r"^launch/", "quick", ("--dry-run",)),
 )
 
@@ -148,7 +167,7 @@ def run(command: str, rule: Rule, tmp: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", ["quick", "train", "convert", "downstream", "sweep", "profile"])
+@pytest.mark.parametrize("group", ["quick", "train", "convert", "downstream", "sweep", "profile", "translate"])
 def test_readme_commands_run_as_written(group, tmp_path):
     if group == "convert":
         hf_checkpoint(tmp_path / "path/to/t5-efficient-small-nl24")

@@ -10,6 +10,8 @@ prepare_cramming.py `python -m scaling.data.prepare_cramming`: the curated C4 th
 baselines.py       trivial baselines (unigram; sentinels right + content unigram) on the trainer's eval batches
 objectives.py      T5 span corruption and BERT masking as pure TF functions
 preprocessors.py   seqio preprocessors: stream -> fixed rows -> span corruption / MLM rows
+translation.py     translation tasks: WMT14 En→Fr (tfds), `register_translation_tasks` for TSV/JSONL parallel
+                   files, the offline `sotu_en_pseudofr`
 tasks.py           registered seqio tasks (import registers them), `register_text_tasks`; `task_spec` reads
                    any seqio task or mixture's objective, `check_splits` refuses missing/empty splits
 pipeline.py        `get_batches` (deterministic, resumable, per-host shards), `make_global_batch`

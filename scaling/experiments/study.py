@@ -433,16 +433,18 @@ def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]
 
 
 def objective_baselines(configs: Mapping[tuple[str, int], ml_collections.ConfigDict]) -> list[dict[str, Any]]:
-    """What trivial predictors score on each distinct pretraining task's eval batches (unigram; sentinels right
-    and content unigram for span corruption): a run above them has not learned word frequencies."""
+    """What trivial predictors score on each pretraining task's eval batches, per seed (the seed draws the eval
+    batches): the unigram, and for span corruption sentinels right with a content unigram. A run not below them
+    has not learned word frequencies."""
     from scaling.data import baselines
 
     rows, done = [], set()
-    for config in configs.values():
-        key = (config.data.task, config.data.inputs_length, config.data.get("targets_length"))
+    for (_, seed), config in configs.items():
+        key = (config.data.task, seed, config.data.inputs_length, config.data.get("targets_length"))
+        key += (config.data.eval_batches, config.micro_batch_size or config.batch_size)
         if key not in done:
             done.add(key)
-            rows += baselines.objective_baselines(config)
+            rows += [{**row, "seed": seed} for row in baselines.objective_baselines(config)]
     return rows
 
 
@@ -500,8 +502,7 @@ def collect(
         path = seed_dir(out / "finetune", name, seed) / "finetune.csv"
         if path.is_file():
             downstream += [
-                {"run": name, "pretrain_seed": seed, **row, "finetune_seed": row["seed"]}
-                for row in csvfile.read(path)
+                {"run": name, "pretrain_seed": seed, **row, "finetune_seed": row["seed"]} for row in csvfile.read(path)
             ]
         for file, found in (("compression.csv", compression), ("errors.csv", errors)):
             path = seed_dir(out / "compress", name, seed) / file
