@@ -33,6 +33,7 @@ COMMANDS = {
     "scaling.decode",
     "scaling.translate",
     "scaling.sweep",
+    "scaling.plan",
     "scaling.study",
     "scaling.profile",
     "scaling.convert.__main__",

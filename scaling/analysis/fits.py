@@ -152,6 +152,11 @@ def _as_dict(theta: np.ndarray) -> dict[str, float]:
     }
 
 
+def _theta(fit: Mapping[str, float]) -> np.ndarray:
+    """Inverse of :func:`_as_dict`: the fit as the optimiser's parameter row (log E, log A, α, log B, β)."""
+    return np.array([np.log(fit["E"]), np.log(fit["A"]), fit["alpha"], np.log(fit["B"]), fit["beta"]])
+
+
 def fit_chinchilla(
     N: Sequence[float],
     D: Sequence[float],
@@ -184,14 +189,16 @@ def bootstrap(
     samples: int = 100,
     seed: int = 0,
     delta: float = HUBER_DELTA,
+    fit: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Chinchilla fits on ``samples`` resamplings (with replacement) of the points; ``.std()`` = standard errors.
 
     Each resample starts L-BFGS from the full-data optimum (its own optimum lies near it), which makes a few
-    hundred resamples affordable.
+    hundred resamples affordable. ``fit``: that optimum when the caller already has it (:func:`fit_chinchilla` of
+    the same points), which saves fitting it again.
     """
     log_x, log_y = _chinchilla_data(N, D, loss)
-    full = _fit_lse(log_x, log_y, delta, DEFAULT_STARTS)
+    full = _fit_lse(log_x, log_y, delta, DEFAULT_STARTS) if fit is None else _theta(fit)
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(samples):
