@@ -1,21 +1,26 @@
-"""Greedy and beam search against transformers' `generate` on the same weights, and the decode command."""
+"""Greedy and beam search against transformers' `generate` on the same weights, the cached decoder step against
+teacher forcing, and the decode command."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 torch = pytest.importorskip("torch")
 from test_convert_hf import V1_0, V1_1, random_hf
+from test_models import tiny
 
+from scaling import models
 from scaling.convert import hf
 from scaling.data import vocab
 from scaling.downstream import decode
+from scaling.models import layers
 from scaling.training import artifact
 
 MAX_LENGTH = 10
 
 
-def hf_generate(peer, enc: np.ndarray, **kwargs) -> np.ndarray:
+def hf_generate(peer, enc: np.ndarray, scores: bool = False, **kwargs) -> np.ndarray:
     with torch.no_grad():
         out = peer.generate(
             input_ids=torch.tensor(enc, dtype=torch.long),
@@ -23,12 +28,16 @@ def hf_generate(peer, enc: np.ndarray, **kwargs) -> np.ndarray:
             max_new_tokens=MAX_LENGTH,
             do_sample=False,
             decoder_start_token_id=0,
-            use_cache=False,
+            use_cache=False,  # transformers 5.23's cache breaks when DL > NL
+            return_dict_in_generate=scores,
+            output_scores=scores,
             **kwargs,
-        ).numpy()  # transformers 5.23's cache breaks when DL > NL
-    out = np.pad(out[:, 1:], ((0, 0), (0, MAX_LENGTH + 1 - out.shape[1])))  # drop the start id, pad to length
-    after_eos = np.cumsum(np.cumsum(out == 1, axis=1), axis=1) > 1  # beam search pads with EOS, greedy with 0
-    return np.where(after_eos, 0, out)
+        )
+    ids = (out.sequences if scores else out).numpy()
+    ids = np.pad(ids[:, 1:], ((0, 0), (0, MAX_LENGTH + 1 - ids.shape[1])))  # drop the start id, pad to length
+    after_eos = np.cumsum(np.cumsum(ids == 1, axis=1), axis=1) > 1  # beam search pads with EOS, greedy with 0
+    ids = np.where(after_eos, 0, ids)
+    return (ids, out.sequences_scores.numpy()) if scores else ids
 
 
 def encoder_inputs(vocab_size: int) -> np.ndarray:
@@ -53,6 +62,56 @@ def test_greedy_and_beam_match_transformers(tmp_path, config):
     beam3, scores = decode.beam_search(model, enc, MAX_LENGTH, beam_size=3, length_penalty=1.0)
     np.testing.assert_array_equal(np.asarray(beam3), hf_generate(peer, enc, num_beams=3, early_stopping="never"))
     assert np.isfinite(np.asarray(scores)).all()
+
+
+# (beams, length_penalty, early_stopping): each differs from the canonical search on some rows of one config.
+SEARCHES = [(3, 1.0, False), (3, 1.0, True), (2, 2.0, True), (4, 0.5, False), (3, -1.0, "never"), (3, 2.0, "never")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [V1_0, V1_1], ids=["v1_0", "v1_1"])
+def test_beam_search_options_match_transformers(tmp_path, config):
+    """num_beams, length_penalty and early_stopping mean what they mean in `generate`, scores included."""
+    peer = random_hf(tmp_path / "hf", seed=2, gain=2.0, **config)
+    model, _ = hf.load_t5(tmp_path / "hf")
+    enc = encoder_inputs(config["vocab_size"])
+    outputs = set()
+    for beams, penalty, early in SEARCHES:
+        ids, scores = decode.beam_search(model, enc, MAX_LENGTH, beams, penalty, early)
+        expected, expected_scores = hf_generate(
+            peer, enc, scores=True, num_beams=beams, length_penalty=penalty, early_stopping=early
+        )
+        np.testing.assert_array_equal(np.asarray(ids), expected, err_msg=f"{beams, penalty, early}")
+        # At this gain logits reach ~60 and differ by ~1e-3 between the two implementations.
+        np.testing.assert_allclose(np.asarray(scores), expected_scores, rtol=2e-5, atol=2e-3)
+        outputs.add(expected.tobytes())
+    assert len(outputs) >= 3  # the options really change the search
+    with pytest.raises(ValueError, match="early_stopping"):
+        decode.beam_search(model, enc, MAX_LENGTH, early_stopping="sometimes")
+
+
+@pytest.mark.parametrize(
+    "name,attention", [("tiny", "einsum"), ("tiny-v1_1", "einsum"), ("tiny-sh", "xla"), ("tiny-skv", "einsum")]
+)
+def test_cached_steps_equal_teacher_forcing(name, attention):
+    """Position by position, the cached decoder step gives the logits the full decoder gives the whole prefix."""
+    model = layers.use_attention(models.build(tiny(name), rngs=nnx.Rngs(0)), attention)
+    rng = np.random.default_rng(0)
+    enc = rng.integers(2, 256, (3, 9))
+    enc[1, 5:] = 0
+    targets = jnp.asarray(rng.integers(2, 256, (3, 7)))
+    expected = nnx.jit(lambda m: m(jnp.asarray(enc), layers.shift_right(targets)))(model)
+
+    encoder, cache = nnx.jit(lambda m: m.encode_for_decoding(jnp.asarray(enc)))(model), model.init_cache(3, 7)
+    step = nnx.jit(lambda m, *args: m.decode_step(*args))
+    got = []
+    for i in range(7):
+        logits, cache = step(model, encoder, cache, targets[:, i - 1] if i else jnp.zeros(3, jnp.int32), i)
+        got.append(logits)
+    got = jnp.stack(got, axis=1)
+    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-5)
+    assert cache.key.shape == (2, 3, 7, model.shape.num_kv_heads, model.shape.d_kv)
+    assert not np.allclose(got[:, 1:], got[:, :1])  # positions differ: a real check
 
 
 def test_decode_command_fills_spans(tmp_path, capsys):

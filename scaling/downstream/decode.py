@@ -2,21 +2,24 @@
 
     python -m scaling.decode --checkpoint=DIR --input "The <extra_id_0> walks in <extra_id_1> park"
 
-Both searches are one jitted `lax.fori_loop` over a fixed `max_length`. Each step reruns the decoder over
-the whole (fixed-size) prefix buffer and reads one position: no key/value cache, so a step costs a full
-decoder pass and a sequence O(max_length²) decoder positions — simple and exact (causal masking hides the
-unfilled tail), and fine for the short spans span corruption produces. The decoder starts from the pad id
-(0) and stops a sequence at EOS (1), padding it with 0 afterwards, as transformers' `generate` does.
+Both searches are one jitted `lax.while_loop` with a key/value cache: the encoder runs once, with every decoder
+layer's cross-attention keys and values (`T5.encode_for_decoding`); then each step runs the decoder on one
+position (`T5.decode_step`), writing its self-attention keys and values into the cache in place. A step costs
+one position's decoder pass, whatever the prefix length. The loop ends when every sequence has finished or at
+`max_length`. The decoder starts from the pad id (0) and stops a sequence at EOS (1), padding it with 0
+afterwards. Outputs equal transformers' `generate` (greedy, and beam search with its `num_beams`,
+`length_penalty` and `early_stopping`), which `tests/test_decode.py` checks.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scaling.data.vocab import EOS_ID, PAD_ID
@@ -26,31 +29,30 @@ from scaling.models.t5 import T5
 if TYPE_CHECKING:
     import seqio
 
-
-def _step_logits(
-    model: T5, encoded: jax.Array, enc_segments: jax.Array, generated: jax.Array, i: jax.Array
-) -> jax.Array:
-    """Float32 logits [rows, V] for position i, given tokens generated so far in `generated` [rows, T]."""
-    inputs = L.shift_right(generated)  # position 0 reads the start (pad) id
-    logits = model.decode(encoded, enc_segments, inputs, jnp.ones_like(inputs))
-    return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)
+EarlyStopping = bool | Literal["never"]
+# transformers' stand-in for minus infinity in beam scores; the same float32 sums keep ties and order the same.
+NEG = -1.0e9
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _greedy(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_length: int) -> jax.Array:
     model = nnx.merge(graphdef, state)
-    enc_segments = L.segments_of(tokens, None)
-    encoded = model.encode(tokens, enc_segments)
+    encoder = model.encode_for_decoding(tokens)
     batch = tokens.shape[0]
 
-    def step(i, carry):
-        generated, done = carry
-        next_token = jnp.argmax(_step_logits(model, encoded, enc_segments, generated, i), axis=-1)
-        next_token = jnp.where(done, PAD_ID, next_token).astype(generated.dtype)
-        return generated.at[:, i].set(next_token), done | (next_token == EOS_ID)
+    def unfinished(carry) -> jax.Array:
+        i, _, done, _, _ = carry
+        return (i < max_length) & ~jnp.all(done)
 
-    init = (jnp.zeros((batch, max_length), jnp.int32), jnp.zeros((batch,), bool))
-    return jax.lax.fori_loop(0, max_length, step, init)[0]
+    def step(carry):
+        i, generated, done, previous, cache = carry
+        logits, cache = model.decode_step(encoder, cache, previous, i)
+        token = jnp.where(done, PAD_ID, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
+        return i + 1, generated.at[:, i].set(token), done | (token == EOS_ID), token, cache
+
+    start = jnp.full((batch,), PAD_ID, jnp.int32)
+    init = (0, jnp.zeros((batch, max_length), jnp.int32), jnp.zeros((batch,), bool), start)
+    return jax.lax.while_loop(unfinished, step, (*init, model.init_cache(batch, max_length)))[1]
 
 
 def greedy(model: T5, encoder_tokens: jax.Array, max_length: int) -> jax.Array:
@@ -59,70 +61,106 @@ def greedy(model: T5, encoder_tokens: jax.Array, max_length: int) -> jax.Array:
     return _greedy(graphdef, state, jnp.asarray(encoder_tokens, jnp.int32), max_length)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
 def _beam(
     graphdef: nnx.GraphDef,
     state: nnx.State,
     tokens: jax.Array,
     max_length: int,
     beam_size: int,
-    length_penalty: jax.Array,
+    early_stopping: EarlyStopping,
+    penalties: jax.Array,
+    best_penalties: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
+    """transformers' `_beam_search` step for step (its names in comments), on one cache row per beam.
+    `penalties[i]` divides the scores of hypotheses of length i + 1; `best_penalties[i]` the best running score
+    after step i in the early-stop test."""
     model = nnx.merge(graphdef, state)
     batch, k = tokens.shape[0], beam_size
-    enc_segments = L.segments_of(tokens, None)
-    encoded = model.encode(tokens, enc_segments)
-    rows = lambda x: jnp.repeat(x, k, axis=0)
-    encoded, enc_segments = rows(encoded), rows(enc_segments)
-    neg_inf = jnp.float32(-1e9)
+    encoder = model.encode_for_decoding(tokens).repeat(k)
+    top_k_mask = jnp.arange(2 * k) < k  # top_num_beam_mask: only the best K candidates may finish
 
-    def step(i, carry):
-        alive, alive_logp, finished, finished_score = carry
-        logits = _step_logits(model, encoded, enc_segments, alive.reshape(batch * k, max_length), i)
+    def unfinished(carry) -> jax.Array:
+        (i, stop), *_ = carry
+        return (i < max_length) & ~stop
+
+    def step(carry):
+        (i, _), (running, running_score), (finished, finished_score, is_finished), improvable, cache = carry
+        previous = jnp.where(i == 0, PAD_ID, running[:, :, jnp.maximum(i - 1, 0)]).reshape(batch * k)
+        logits, cache = model.decode_step(encoder, cache, previous, i)
         vocab = logits.shape[-1]
-        scores = (alive_logp[:, :, None] + jax.nn.log_softmax(logits).reshape(batch, k, vocab)).reshape(batch, -1)
-        top_logp, top_index = jax.lax.top_k(scores, 2 * k)  # 2K: at most K of them end in EOS
+        scores = jax.nn.log_softmax(logits).reshape(batch, k, vocab) + running_score[:, :, None]
+        # _get_top_k_continuations: 2K candidates, so that K go on even if K of them end here.
+        top_score, top_index = jax.lax.top_k(scores.reshape(batch, k * vocab), 2 * k)
         beam, token = top_index // vocab, top_index % vocab
-        seqs = jnp.take_along_axis(alive, beam[:, :, None], axis=1).at[:, :, i].set(token)
-        ends = token == EOS_ID
-        # Finished: the best K of those already finished and the candidates that end here, length-normalised.
-        end_score = jnp.where(ends, top_logp / (i + 1.0) ** length_penalty, neg_inf)
-        pool_score = jnp.concatenate([finished_score, end_score], axis=1)
-        pool = jnp.concatenate([finished, seqs], axis=1)
-        finished_score, keep = jax.lax.top_k(pool_score, k)
-        finished = jnp.take_along_axis(pool, keep[:, :, None], axis=1)
-        # Alive: the best K candidates that go on.
-        alive_logp, keep = jax.lax.top_k(jnp.where(ends, neg_inf, top_logp), k)
-        return jnp.take_along_axis(seqs, keep[:, :, None], axis=1), alive_logp, finished, finished_score
+        candidates = jnp.take_along_axis(running, beam[:, :, None], axis=1).at[:, :, i].set(token)
+        ends = (token == EOS_ID) | (i + 1 >= max_length)  # next_token_hits_stopping_criteria
+        # _get_running_beams_for_next_iteration: the best K that go on; their cache rows follow them.
+        running_score, keep = jax.lax.top_k(top_score + ends.astype(jnp.float32) * NEG, k)
+        running = jnp.take_along_axis(candidates, keep[:, :, None], axis=1)
+        rows = (jnp.arange(batch)[:, None] * k + jnp.take_along_axis(beam, keep, axis=1)).reshape(-1)
+        cache = L.KV(*(jnp.take(a, rows, axis=1) for a in cache))
+        # _update_finished_beams: length-normalised candidates that end here join the K best finished.
+        score = top_score / penalties[i]
+        full = jnp.all(is_finished, axis=1, keepdims=True) & (early_stopping is True)
+        score = score + full.astype(jnp.float32) * NEG
+        score = score + (~improvable).astype(jnp.float32) * NEG
+        just_finished = ends & top_k_mask
+        score = score + (~just_finished).astype(jnp.float32) * NEG
+        finished_score, keep = jax.lax.top_k(jnp.concatenate([finished_score, score], axis=1), k)
+        finished = jnp.take_along_axis(jnp.concatenate([finished, candidates], axis=1), keep[:, :, None], axis=1)
+        is_finished = jnp.take_along_axis(jnp.concatenate([is_finished, just_finished], axis=1), keep, axis=1)
+        # _check_early_stop_heuristic: can the best running beam still beat the worst finished one?
+        best_running = running_score[:, :1] / best_penalties[i]
+        worst = jnp.where(is_finished, jnp.min(finished_score, axis=1, keepdims=True), NEG)
+        improvable = improvable & jnp.any(best_running > worst, axis=1, keepdims=True)
+        # _beam_search_has_unfinished_sequences
+        stop = ~jnp.any(improvable) | (jnp.all(is_finished) & (early_stopping is True)) | jnp.all(ends)
+        return (i + 1, stop), (running, running_score), (finished, finished_score, is_finished), improvable, cache
 
-    alive = jnp.zeros((batch, k, max_length), jnp.int32)
-    alive_logp = jnp.tile(jnp.concatenate([jnp.zeros((1,)), jnp.full((k - 1,), neg_inf)]), (batch, 1))
-    finished = jnp.zeros_like(alive)
-    finished_score = jnp.full((batch, k), neg_inf)
-    alive, alive_logp, finished, finished_score = jax.lax.fori_loop(
-        0, max_length, step, (alive, alive_logp, finished, finished_score)
+    sequences = jnp.zeros((batch, k, max_length), jnp.int32)
+    running_score = jnp.tile(jnp.concatenate([jnp.zeros((1,)), jnp.full((k - 1,), NEG)]), (batch, 1))
+    finished = (sequences, jnp.full((batch, k), NEG), jnp.zeros((batch, k), bool))
+    init = (
+        (0, jnp.asarray(False)),
+        (sequences, running_score),
+        finished,
+        jnp.ones((batch, 1), bool),
+        model.init_cache(batch * k, max_length),
     )
-    # Beams still alive at max_length compete as they are (transformers' finalisation does the same).
-    scores = jnp.concatenate([finished_score, alive_logp / float(max_length) ** length_penalty], axis=1)
-    best = jnp.argmax(scores, axis=1)
-    seqs = jnp.concatenate([finished, alive], axis=1)
-    return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0], jnp.max(scores, axis=1)
+    _, _, (finished, finished_score, _), _, _ = jax.lax.while_loop(unfinished, step, init)
+    return finished[:, 0], finished_score[:, 0]
 
 
 def beam_search(
-    model: T5, encoder_tokens: jax.Array, max_length: int, beam_size: int = 4, length_penalty: float = 1.0
+    model: T5,
+    encoder_tokens: jax.Array,
+    max_length: int,
+    beam_size: int = 4,
+    length_penalty: float = 1.0,
+    early_stopping: EarlyStopping = "never",
 ) -> tuple[jax.Array, jax.Array]:
     """(ids [B, max_length], scores [B]): the best hypothesis by sum of log-probabilities / length**penalty.
 
-    Keeps `beam_size` unfinished and `beam_size` finished hypotheses per input and runs all `max_length`
-    steps (no early stop), so a finished hypothesis is final only when nothing alive can still beat it.
+    transformers' beam search: `beam_size` running hypotheses per input; at each step the best 2 × beam_size
+    continuations, of which those among the first beam_size that end in EOS (or reach `max_length`) compete for
+    beam_size finished places. `early_stopping` decides when an input is done: "never" (the default, the
+    canonical search: when no running hypothesis can beat the worst finished one, even at `max_length` if the
+    penalty favours length), False (the same test at the current length: transformers' default) or True (as soon
+    as beam_size hypotheses have finished).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size = {beam_size}: use 1 or more")
+    if early_stopping not in (True, False, "never"):
+        raise ValueError(f"early_stopping = {early_stopping!r}: use True, False or 'never'")
+    # Length penalties as transformers computes them (a Python float power, then float32), one per length; with
+    # "never" and a penalty that favours length, the early-stop test assumes the best running beam reaches max_length.
+    penalties = np.arange(1, max_length + 1, dtype=np.float64) ** length_penalty
+    best = np.full_like(penalties, penalties[-1]) if early_stopping == "never" and length_penalty > 0 else penalties
     graphdef, state = nnx.split(model)
-    return _beam(
-        graphdef, state, jnp.asarray(encoder_tokens, jnp.int32), max_length, beam_size, jnp.float32(length_penalty)
-    )
+    tokens = jnp.asarray(encoder_tokens, jnp.int32)
+    as_f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    return _beam(graphdef, state, tokens, max_length, beam_size, early_stopping, as_f32(penalties), as_f32(best))
 
 
 def load_for_decoding(

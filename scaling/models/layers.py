@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -23,6 +24,9 @@ flax.config.update("flax_always_shard_variable", False)
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
 NEG_INF = -1e10
+# How attention's softmax(q k + bias) v runs: our einsums (fastest on CPU, and the only one with attention dropout),
+# or `jax.nn.dot_product_attention` with XLA's implementation or cuDNN's fused kernel (GPU, bfloat16/float16).
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
 
 
 def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], axes: Sequence[str | None]) -> nnx.Param:
@@ -79,16 +83,33 @@ class Norm(nnx.Module):
         return y.astype(dtype)
 
 
+class KV(NamedTuple):
+    """Keys and values [B, T, kv_heads, d_kv], or a stack of them [layers, B, T, kv_heads, d_kv] (a decoder's
+    cache). With tied key-values (SKV) both fields hold the one projection."""
+
+    key: jax.Array
+    value: jax.Array
+
+    def write(self, new: KV, position: jax.Array | int) -> KV:
+        """These [B, T, …] keys and values with `new` [B, t, …] written in place from time `position` on."""
+        return KV(
+            *(jax.lax.dynamic_update_slice_in_dim(a, b.astype(a.dtype), position, axis=1) for a, b in zip(self, new))
+        )
+
+
 class Attention(nnx.Module):
     """Multi-head attention whose width (heads × d_kv) is independent of d_model.
 
     SH (shared heads) gives keys and values one head shared by all query heads; SKV (tied key-values) makes
     keys and values one projection. T5 folds the 1/sqrt(d_kv) logit scale into the query initialisation.
+    The projections and the attend step are separate so that cached decoding projects one new position and
+    attends to keys and values computed at earlier steps with the same code as a full pass.
     """
 
     def __init__(self, shape: Shape, rngs: nnx.Rngs, *, bert_init: bool):
         d, h, k, kvh = shape.d_model, shape.num_heads, shape.d_kv, shape.num_kv_heads
         self.num_heads, self.tied_kv, self.dropout_rate = h, shape.tied_kv, shape.dropout_rate
+        self.impl = "einsum"  # see `use_attention`
         self.logit_scale = k**-0.5 if bert_init else 1.0
         kv_axis = None if shape.shared_heads else "heads"
         if bert_init:
@@ -109,24 +130,66 @@ class Attention(nnx.Module):
                 self.value_bias = param(rngs, zeros, (kvh, k), (kv_axis, "kv"))
             self.out_bias = param(rngs, zeros, (d,), ("embed",))
 
-    def __call__(self, x_q: jax.Array, x_kv: jax.Array, bias: jax.Array, rng: jax.Array | None) -> jax.Array:
-        """x_q [B, Lq, D], x_kv [B, Lk, D], bias [B|1, H|1, Lq, Lk] additive (masks and position bias)."""
-        dtype = x_q.dtype
-        q = dense(x_q, self.query[...].astype(dtype))
-        k = dense(x_kv, self.key[...].astype(dtype))
-        v = k if self.tied_kv else dense(x_kv, self.value[...].astype(dtype))
+    def project_q(self, x: jax.Array) -> jax.Array:
+        """Queries [B, L, heads, d_kv] of x [B, L, D], in x's dtype."""
+        q = dense(x, self.query[...].astype(x.dtype))
+        return q + self.query_bias[...].astype(x.dtype) if self.use_bias else q
+
+    def project_kv(self, x: jax.Array) -> KV:
+        """Keys and values [B, L, kv_heads, d_kv] of x [B, L, D], in x's dtype."""
+        dtype = x.dtype
+        k = dense(x, self.key[...].astype(dtype))
         if self.use_bias:
-            q = q + self.query_bias[...].astype(dtype)
             k = k + self.key_bias[...].astype(dtype)
-            v = k if self.tied_kv else v + self.value_bias[...].astype(dtype)
-        scores = jnp.einsum("bqhk,bthk->bhqt", q, k, preferred_element_type=jnp.float32) * self.logit_scale
-        weights = jax.nn.softmax(scores + bias, axis=-1)
-        weights = dropout(weights, self.dropout_rate, rng).astype(dtype)
-        ctx = jnp.einsum("bhqt,bthk->bqhk", weights, v)
+        if self.tied_kv:
+            return KV(k, k)
+        v = dense(x, self.value[...].astype(dtype))
+        return KV(k, v + self.value_bias[...].astype(dtype) if self.use_bias else v)
+
+    def attend(self, q: jax.Array, kv: KV, bias: jax.Array, rng: jax.Array | None) -> jax.Array:
+        """Output [B, Lq, D] of queries [B, Lq, H, d_kv] over keys and values [B, Lk, kv_heads, d_kv]; `bias`
+        [B|1, H|1, Lq, Lk] is additive (masks and position bias) and softmax runs in float32."""
+        dtype = q.dtype
+        if self.impl == "einsum":
+            scores = jnp.einsum("bqhk,bthk->bhqt", q, kv.key, preferred_element_type=jnp.float32) * self.logit_scale
+            weights = jax.nn.softmax(scores + bias, axis=-1)
+            weights = dropout(weights, self.dropout_rate, rng).astype(dtype)
+            ctx = jnp.einsum("bhqt,bthk->bqhk", weights, kv.value)
+        else:
+            if rng is not None and self.dropout_rate > 0:
+                raise ValueError(
+                    f"attention dropout (rate {self.dropout_rate}) needs the einsum attention: "
+                    f"jax.nn.dot_product_attention has none; set the dropout rate to 0 or use 'einsum'"
+                )
+            if self.impl == "cudnn":  # cuDNN takes a bias of the inputs' dtype with every head present
+                bias = jnp.broadcast_to(bias, (bias.shape[0], self.num_heads, *bias.shape[2:])).astype(dtype)
+            ctx = jax.nn.dot_product_attention(
+                q,
+                kv.key,
+                kv.value,
+                bias=bias,
+                scale=self.logit_scale,
+                implementation="cudnn" if self.impl == "cudnn" else "xla",
+            )
         y = dense(ctx, self.out[...].astype(dtype), in_dims=2)
         if self.use_bias:
             y = y + self.out_bias[...].astype(dtype)
         return y
+
+    def __call__(self, x_q: jax.Array, x_kv: jax.Array, bias: jax.Array, rng: jax.Array | None) -> jax.Array:
+        """x_q [B, Lq, D], x_kv [B, Lk, D], bias [B|1, H|1, Lq, Lk] additive (masks and position bias)."""
+        return self.attend(self.project_q(x_q), self.project_kv(x_kv), bias, rng)
+
+
+def use_attention(model: nnx.Module, impl: str) -> nnx.Module:
+    """`model` with every Attention in it computing through `impl` (one of ATTENTION_IMPLS): a compute choice,
+    like the dtype, that leaves parameters and results (to float tolerance) unchanged. Returns the model."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention implementation {impl!r}: use one of {ATTENTION_IMPLS}")
+    for _, module in nnx.iter_graph(model):
+        if isinstance(module, Attention):
+            module.impl = impl
+    return model
 
 
 class MLP(nnx.Module):
@@ -197,19 +260,23 @@ class RelativePositionBias(nnx.Module):
         self.num_buckets, self.max_distance = shape.relpos_buckets, shape.relpos_max_distance
         self.table = param(rngs, normal(1.0), (shape.relpos_buckets, shape.num_heads), ("relpos_buckets", "heads"))
 
-    def __call__(self, q_len: int, k_len: int) -> jax.Array:
-        """Bias [1, H, q_len, k_len], float32."""
-        rel = jnp.arange(k_len)[None, :] - jnp.arange(q_len)[:, None]
+    def __call__(self, q_len: int, k_len: int, offset: jax.Array | int = 0) -> jax.Array:
+        """Bias [1, H, q_len, k_len], float32, of queries at positions offset … offset + q_len - 1 (cached decoding
+        asks for one query at its position) against keys at 0 … k_len - 1."""
+        rel = jnp.arange(k_len)[None, :] - (offset + jnp.arange(q_len))[:, None]
         buckets = relative_position_bucket(rel, self.bidirectional, self.num_buckets, self.max_distance)
         return jnp.transpose(self.table[...][buckets], (2, 0, 1))[None]
 
 
-def attention_bias(q_segments: jax.Array, k_segments: jax.Array, causal: bool = False) -> jax.Array:
-    """Additive mask [B, 1, Lq, Lk]: attend only within the same non-padding segment (and to the past)."""
+def attention_bias(
+    q_segments: jax.Array, k_segments: jax.Array, causal: bool = False, offset: jax.Array | int = 0
+) -> jax.Array:
+    """Additive mask [B, 1, Lq, Lk]: attend only within the same non-padding segment (and, causal, to keys at or
+    before the query, whose positions start at `offset`)."""
     mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] > 0)
     if causal:
         q_len, k_len = q_segments.shape[1], k_segments.shape[1]
-        mask = mask & (jnp.arange(k_len)[None, :] <= jnp.arange(q_len)[:, None])[None]
+        mask = mask & (jnp.arange(k_len)[None, :] <= (offset + jnp.arange(q_len))[:, None])[None]
     return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)[:, None]
 
 
@@ -262,36 +329,52 @@ def scan_layers(
     stacked: nnx.Module | None = None,
     shared: nnx.Module | None = None,
     remat: str = "none",
-) -> jax.Array:
+    per_layer: Any = None,
+) -> Any:
     """Runs `body(layer, shared, x, key)` `num_layers` times with `jax.lax.scan`, so compile time is flat in
     depth. `layer` is step i's slice of the `stacked` module; `shared` is reused at every step (ALBERT-style
     sharing); `key` is step i's dropout key, or None when `rng` is None.
+
+    With `per_layer` (arrays with a leading `num_layers` axis, such as a decoder's key/value cache) the body is
+    `body(layer, shared, x, key, per_layer[i])` returning `(x, out_i)`, and the result is `(y, outs)` with the
+    outs stacked on a leading axis: per-layer state goes in and out of the scan with the layers.
     """
     deterministic = rng is None
     stacked_graph, stacked_state = nnx.split(stacked) if stacked is not None else (None, None)
     shared_graph, shared_state = nnx.split(shared) if shared is not None else (None, None)
 
-    def step(carry: jax.Array, xs) -> tuple[jax.Array, None]:
-        layer_state, key = xs
+    def step(carry: jax.Array, xs) -> tuple[jax.Array, Any]:
+        layer_state, key, extra = xs
         layer = nnx.merge(stacked_graph, layer_state) if stacked is not None else None
         common = nnx.merge(shared_graph, shared_state) if shared is not None else None
-        return body(layer, common, carry, None if deterministic else key), None
+        key = None if deterministic else key
+        if per_layer is None:
+            return body(layer, common, carry, key), None
+        return body(layer, common, carry, key, extra)
 
     keys = jnp.zeros((num_layers, 2), jnp.uint32) if deterministic else jax.random.split(rng, num_layers)
-    y, _ = jax.lax.scan(_remat(step, remat), x, (stacked_state, keys), length=num_layers)
-    return y
+    y, outs = jax.lax.scan(_remat(step, remat), x, (stacked_state, keys, per_layer), length=num_layers)
+    return y if per_layer is None else (y, outs)
+
+
+# Rematerialisation of the scanned layers: what the backward pass keeps of a layer's forward rather than recomputes.
+# full keeps only each layer's input; dots keeps the weight matmuls' outputs (no batch dimensions) and recomputes
+# attention's batched products, softmax, norms and activations; dots_saveable keeps every matmul's output,
+# attention scores included, and recomputes only elementwise work.
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+}
+REMAT = ("none", *REMAT_POLICIES)
 
 
 def _remat(fn: Callable, policy: str) -> Callable:
     if policy == "none":
         return fn
-    policies = {
-        "full": jax.checkpoint_policies.nothing_saveable,
-        "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-    }
-    if policy not in policies:
-        raise ValueError(f"remat = {policy!r}; choose one of 'none', {', '.join(map(repr, policies))}")
-    return jax.checkpoint(fn, policy=policies[policy], prevent_cse=False)
+    if policy not in REMAT_POLICIES:
+        raise ValueError(f"remat = {policy!r}; choose one of {', '.join(map(repr, REMAT))}")
+    return jax.checkpoint(fn, policy=REMAT_POLICIES[policy], prevent_cse=False)
 
 
 def shift_right(targets: jax.Array) -> jax.Array:

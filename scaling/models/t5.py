@@ -2,11 +2,16 @@
 
 v1.0 style by default (ReLU FFN, output layer tied to the embedding with logits scaled by d_model**-0.5);
 v1.1 style (gated GELU, untied output layer) via the shape's switches. Layers are stacked and scanned.
+
+Decoding (`scaling.downstream.decode`) runs the encoder once (`encode_for_decoding`: also every decoder layer's
+cross-attention keys and values), then one decoder position per `decode_step`, which attends to a key/value cache
+(`init_cache`) that it updates in place; the layers are scanned with their slice of the cache going in and out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,14 +47,41 @@ class DecoderLayer(nnx.Module):
         self.mlp = L.MLP(shape, rngs, bert_init=False)
 
     def __call__(
-        self, x: jax.Array, encoded: jax.Array, self_bias: jax.Array, cross_bias: jax.Array, rng: jax.Array | None
-    ) -> jax.Array:
+        self,
+        x: jax.Array,
+        cross_kv: L.KV,
+        self_bias: jax.Array,
+        cross_bias: jax.Array,
+        rng: jax.Array | None,
+        cache: L.KV | None = None,
+        position: jax.Array | int = 0,
+    ) -> tuple[jax.Array, L.KV | None]:
+        """(new x, cache). x [B, T, D] attends to itself; with a `cache` ([B, T_max, kv_heads, d_kv] keys and
+        values of earlier positions) x is the positions from `position` on, whose keys and values are written into
+        the cache before attending to all of it (the bias masks what is not yet written)."""
         h = self.self_attention_norm(x)
-        x = x + L.dropout(self.self_attention(h, h, self_bias, L.fold(rng, 0)), self.dropout_rate, L.fold(rng, 1))
-        h = self.cross_attention(self.cross_attention_norm(x), encoded, cross_bias, L.fold(rng, 2))
+        kv = self.self_attention.project_kv(h)
+        if cache is not None:
+            kv = cache = cache.write(kv, position)
+        h = self.self_attention.attend(self.self_attention.project_q(h), kv, self_bias, L.fold(rng, 0))
+        x = x + L.dropout(h, self.dropout_rate, L.fold(rng, 1))
+        q = self.cross_attention.project_q(self.cross_attention_norm(x))
+        h = self.cross_attention.attend(q, cross_kv, cross_bias, L.fold(rng, 2))
         x = x + L.dropout(h, self.dropout_rate, L.fold(rng, 3))
         h = self.mlp(self.mlp_norm(x), L.fold(rng, 4))
-        return x + L.dropout(h, self.dropout_rate, L.fold(rng, 5))
+        return x + L.dropout(h, self.dropout_rate, L.fold(rng, 5)), cache
+
+
+class EncoderKV(NamedTuple):
+    """What decoding needs of the encoder, computed once: every decoder layer's cross-attention keys and values
+    [layers, B, S, kv_heads, d_kv] and the encoder's segment ids [B, S] (0 = padding)."""
+
+    kv: L.KV
+    segments: jax.Array
+
+    def repeat(self, n: int) -> EncoderKV:
+        """Each row `n` times in a row (beam search's rows: input b's beams are rows b*n … b*n + n - 1)."""
+        return EncoderKV(L.KV(*(jnp.repeat(a, n, axis=1) for a in self.kv)), jnp.repeat(self.segments, n, axis=0))
 
 
 class T5(nnx.Module):
@@ -106,18 +138,58 @@ class T5(nnx.Module):
         cross_bias = L.attention_bias(decoder_segments, encoder_segments)
         x = self._embed(decoder_input_tokens, L.fold(rng, 0))
         x = L.scan_layers(
-            lambda layer, _, h, key: layer(h, encoded, self_bias, cross_bias, key),
+            lambda layer, _, h, key: layer(h, layer.cross_attention.project_kv(encoded), self_bias, cross_bias, key)[0],
             x,
             L.fold(rng, 1),
             self.shape.num_decoder_layers,
             stacked=self.decoder_layers,
             remat=self.remat,
         )
-        x = L.dropout(self.decoder_norm(x), self.shape.dropout_rate, L.fold(rng, 2))
+        return self._logits(L.dropout(self.decoder_norm(x), self.shape.dropout_rate, L.fold(rng, 2)))
+
+    def _logits(self, x: jax.Array) -> jax.Array:
+        """Float32 logits [..., V] of final decoder states."""
         if self.shape.tie_embeddings:
             x = x * self.shape.d_model**-0.5
             return L.dense(x, self.embedding[...].astype(self.dtype).T, preferred_element_type=jnp.float32)
         return L.dense(x, self.lm_head[...].astype(self.dtype), preferred_element_type=jnp.float32)
+
+    def encode_for_decoding(self, tokens: jax.Array) -> EncoderKV:
+        """The encoder run once over unpacked inputs [B, S] (pad id 0), with every decoder layer's cross-attention
+        keys and values of its output."""
+        segments = L.segments_of(tokens, None)
+        encoded = self.encode(tokens, segments)
+        graphdef, state = nnx.split(self.decoder_layers)
+        kv = jax.vmap(lambda layer: nnx.merge(graphdef, layer).cross_attention.project_kv(encoded))(state)
+        return EncoderKV(kv, segments)
+
+    def init_cache(self, batch: int, length: int) -> L.KV:
+        """An empty self-attention cache for `length` decoder positions: keys and values [layers, B, T, kv_heads,
+        d_kv] in the compute dtype."""
+        s = self.shape
+        zeros = jnp.zeros((s.num_decoder_layers, batch, length, s.num_kv_heads, s.d_kv), self.dtype)
+        return L.KV(zeros, zeros)
+
+    def decode_step(
+        self, encoder: EncoderKV, cache: L.KV, tokens: jax.Array, position: jax.Array | int
+    ) -> tuple[jax.Array, L.KV]:
+        """(float32 logits [B, V], cache) of decoder position `position`, given its input tokens [B] (the token
+        chosen at position - 1, or the start id 0 at position 0): the position's keys and values are written into
+        the cache, and it attends to the cache's positions up to itself, as `decode` would with the whole prefix."""
+        batch, length = tokens.shape[0], cache.key.shape[2]
+        one = jnp.ones((batch, 1), jnp.int32)
+        self_bias = L.attention_bias(one, jnp.ones((batch, length), jnp.int32), causal=True, offset=position)
+        self_bias = self_bias + self.decoder_relpos(1, length, offset=position)
+        cross_bias = L.attention_bias(one, encoder.segments)
+        x, cache = L.scan_layers(
+            lambda layer, _, h, key, kv: layer(h, kv[0], self_bias, cross_bias, key, cache=kv[1], position=position),
+            self._embed(tokens[:, None], None),
+            None,
+            self.shape.num_decoder_layers,
+            stacked=self.decoder_layers,
+            per_layer=(encoder.kv, cache),
+        )
+        return self._logits(self.decoder_norm(x))[:, 0], cache
 
     def __call__(self, encoder_input_tokens: jax.Array, decoder_input_tokens: jax.Array) -> jax.Array:
         """Float32 logits [B, T, V] without dropout, for unpacked inputs (pad id 0 in the encoder input only).
