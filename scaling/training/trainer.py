@@ -36,10 +36,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from scaling import accounting, models, optim, parallel, shapes
 from scaling import budget as budget_lib
 from scaling.errors import Preempted, ScalingError, UserError
+from scaling.models import layers
 from scaling.training import artifact, checkpoints, lock, machine, metrics
 
 NAN_POLICIES = ("stop", "skip")
-REMAT = ("none", "full", "dots")
+REMAT = layers.REMAT  # none | full | dots | dots_saveable
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -66,7 +67,8 @@ def default_config() -> ml_collections.ConfigDict:
                 "dropout_rate": placeholder(float),  # None: the shape's own rate
                 "switches": "",  # architecture switches, e.g. "norm_position=post,linear_bias=true"
                 "dtype": "auto",  # compute dtype: auto = bfloat16 on accelerators, float32 on CPU
-                "remat": "none",  # none | full | dots (rematerialise scanned layers)
+                "remat": "none",  # none | full | dots | dots_saveable (rematerialise scanned layers)
+                "attention_impl": "einsum",  # einsum | xla | cudnn (jax.nn.dot_product_attention; GPU, bf16)
             },
             "data": {
                 "task": "c4_span_corruption",
@@ -123,6 +125,8 @@ def validate(config: ml_collections.ConfigDict, *, data: bool = True) -> None:
         fail("max_consecutive_skips", f"= {skips!r}: use 0 (never stop) or a positive integer")
     if config.model.remat not in REMAT:
         fail("model.remat", f"= {config.model.remat!r}: use one of {REMAT}")
+    if config.model.attention_impl not in layers.ATTENTION_IMPLS:
+        fail("model.attention_impl", f"= {config.model.attention_impl!r}: use one of {layers.ATTENTION_IMPLS}")
     if config.model.dtype not in (*DTYPES, "auto"):
         fail("model.dtype", f"= {config.model.dtype!r}: use one of {(*DTYPES, 'auto')}")
     if config.z_loss < 0:
@@ -260,10 +264,10 @@ def make_run(
         raise ConfigError(f"config.micro_batch_size = {micro} is not divisible by the {jax.process_count()} processes")
 
     dtype = DTYPES.get(config.model.dtype) or (jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
-    remat = config.model.remat
+    remat, attention = config.model.remat, config.model.attention_impl
 
     def build(rngs: nnx.Rngs) -> nnx.Module:
-        return build_model(shape, rngs=rngs, dtype=dtype, remat=remat)
+        return layers.use_attention(build_model(shape, rngs=rngs, dtype=dtype, remat=remat), attention)
 
     graphdef, abstract_params = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
     param_shardings, fallbacks = parallel.param_shardings(abstract_params, mesh, rules)
@@ -610,7 +614,7 @@ def train(
 # experiment (the data position counts micro-batches, the optimizer state has the old shapes, …).
 TRAJECTORY_FIELDS = ("model", "data", "batch_size", "micro_batch_size", "optimizer", "seed", "z_loss")
 # Fields inside those that do not change what is trained.
-NOT_TRAJECTORY = ("model.remat", "data.eval_split", "data.eval_batches")
+NOT_TRAJECTORY = ("model.remat", "model.attention_impl", "data.eval_split", "data.eval_batches")
 
 
 def config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[tuple[str, Any, Any]]:
