@@ -27,6 +27,7 @@ COMMANDS = {
     "scaling.study": "scaling.study",
     "scaling.profile": "scaling.profile",
     "scaling.translate": "scaling.translate",
+    "scaling.plan": "scaling.plan",
     "scaling.convert": "scaling.convert.__main__",
     "scaling.shapes": "scaling.shapes.__main__",
     "scaling.data.inspect": "scaling.data.inspect",

@@ -86,6 +86,16 @@ RULES = (
     Rule(r"scaling.profile ", "profile", ("--steps=1", "--warmup=0"), says="steps/s"),
     Rule(r"scaling.analysis.figures", "quick", ("--out=/tmp/figures",)),
     Rule(r"scaling.study ", "quick", ("--dry_run",), says="pretrain "),
+    Rule(r"scaling.plan --budget=flops:1e19 --base=small .*--plot=", "quick", says="best: small-nl8-dm1k-ff4k"),
+    Rule(
+        r"scaling.plan --budget=flops:1e19 .*--law=notebooks/results/demo_nl_sweep",
+        "quick",
+        ("--bootstrap=0",),
+        says="10^7.1× beyond the largest fitted compute",
+    ),
+    Rule(
+        r"scaling.plan --config=configs/demo.py --budget=seconds:600", "quick", ("--bootstrap=0",), says="(estimated)"
+    ),
     Rule(
         r"scaling.translate --config=configs/translate_offline.py",
         "translate",
