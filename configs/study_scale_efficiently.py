@@ -37,7 +37,7 @@ def get_config(variant: str = ""):
         "data": {"eval_batches": 8},
         "log_every_steps": 50,
         "eval_every_steps": 500,
-        "checkpoint": {"save_interval_steps": 500},
+        "checkpoint": {"save_interval_steps": 250},
     }
     runs = {"base": BASE}
     runs.update({f"{op}{value}": sweep.shape_name(BASE, {op: str(value)}) for op, value in DOUBLED.items()})
