@@ -78,9 +78,7 @@ def _by_seed(table: pd.DataFrame, run: str, column: str, by: str, seed: str) -> 
     return rows.set_index(seed)[column].astype(float).dropna() if seed in rows else rows[column].astype(float)
 
 
-def difference(
-    table: pd.DataFrame, a: str, b: str, column: str, by: str = "run", seed: str = "seed"
-) -> Difference:
+def difference(table: pd.DataFrame, a: str, b: str, column: str, by: str = "run", seed: str = "seed") -> Difference:
     """``column`` of run ``a`` minus run ``b`` over seeds, paired when both have the same seeds."""
     va, vb = _by_seed(table, a, column, by, seed), _by_seed(table, b, column, by, seed)
     if va.empty or vb.empty:
