@@ -1,6 +1,7 @@
 """Greedy and beam search against transformers' `generate` on the same weights, the cached decoder step against
 teacher forcing, and the decode command."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -102,13 +103,21 @@ def test_cached_steps_equal_teacher_forcing(name, attention):
     targets = jnp.asarray(rng.integers(2, 256, (3, 7)))
     expected = nnx.jit(lambda m: m(jnp.asarray(enc), layers.shift_right(targets)))(model)
 
-    encoder, cache = nnx.jit(lambda m: m.encode_for_decoding(jnp.asarray(enc)))(model), model.init_cache(3, 7)
-    step = nnx.jit(lambda m, *args: m.decode_step(*args))
-    got = []
-    for i in range(7):
-        logits, cache = step(model, encoder, cache, targets[:, i - 1] if i else jnp.zeros(3, jnp.int32), i)
-        got.append(logits)
-    got = jnp.stack(got, axis=1)
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def cached(state):
+        m = nnx.merge(graphdef, state)
+        context = m.prepare_decoding(jnp.asarray(enc))
+
+        def step(cache, i):
+            logits, cache = m.decode_step(context, cache, jnp.where(i > 0, targets[:, i - 1], 0), i)
+            return cache, logits
+
+        cache, logits = jax.lax.scan(step, m.init_cache(3, 7), jnp.arange(7))
+        return jnp.swapaxes(logits, 0, 1), cache
+
+    got, cache = cached(state)
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-5)
     assert cache.key.shape == (2, 3, 7, model.shape.num_kv_heads, model.shape.d_kv)
     assert not np.allclose(got[:, 1:], got[:, :1])  # positions differ: a real check

@@ -3,7 +3,7 @@
     python -m scaling.decode --checkpoint=DIR --input "The <extra_id_0> walks in <extra_id_1> park"
 
 Both searches are one jitted `lax.while_loop` with a key/value cache: the encoder runs once, with every decoder
-layer's cross-attention keys and values (`T5.encode_for_decoding`); then each step runs the decoder on one
+layer's cross-attention keys and values (`T5.prepare_decoding`); then each step runs the decoder on one
 position (`T5.decode_step`), writing its self-attention keys and values into the cache in place. A step costs
 one position's decoder pass, whatever the prefix length. The loop ends when every sequence has finished or at
 `max_length`. The decoder starts from the pad id (0) and stops a sequence at EOS (1), padding it with 0
@@ -37,7 +37,7 @@ NEG = -1.0e9
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _greedy(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_length: int) -> jax.Array:
     model = nnx.merge(graphdef, state)
-    encoder = model.encode_for_decoding(tokens)
+    context = model.prepare_decoding(tokens)
     batch = tokens.shape[0]
 
     def unfinished(carry) -> jax.Array:
@@ -46,7 +46,7 @@ def _greedy(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, max_len
 
     def step(carry):
         i, generated, done, previous, cache = carry
-        logits, cache = model.decode_step(encoder, cache, previous, i)
+        logits, cache = model.decode_step(context, cache, previous, i)
         token = jnp.where(done, PAD_ID, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
         return i + 1, generated.at[:, i].set(token), done | (token == EOS_ID), token, cache
 
@@ -77,7 +77,7 @@ def _beam(
     after step i in the early-stop test."""
     model = nnx.merge(graphdef, state)
     batch, k = tokens.shape[0], beam_size
-    encoder = model.encode_for_decoding(tokens).repeat(k)
+    context = model.prepare_decoding(tokens).repeat(k)
     top_k_mask = jnp.arange(2 * k) < k  # top_num_beam_mask: only the best K candidates may finish
 
     def unfinished(carry) -> jax.Array:
@@ -87,7 +87,7 @@ def _beam(
     def step(carry):
         (i, _), (running, running_score), (finished, finished_score, is_finished), improvable, cache = carry
         previous = jnp.where(i == 0, PAD_ID, running[:, :, jnp.maximum(i - 1, 0)]).reshape(batch * k)
-        logits, cache = model.decode_step(encoder, cache, previous, i)
+        logits, cache = model.decode_step(context, cache, previous, i)
         vocab = logits.shape[-1]
         scores = jax.nn.log_softmax(logits).reshape(batch, k, vocab) + running_score[:, :, None]
         # _get_top_k_continuations: 2K candidates, so that K go on even if K of them end here.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax
 import jax
@@ -90,11 +90,18 @@ class KV(NamedTuple):
     key: jax.Array
     value: jax.Array
 
-    def write(self, new: KV, position: jax.Array | int) -> KV:
-        """These [B, T, …] keys and values with `new` [B, t, …] written in place from time `position` on."""
+    def write(self, new: KV, layer: int, position: jax.Array | int) -> KV:
+        """This stack with `new` [B, t, …] written in place into `layer` from time `position` on."""
         return KV(
-            *(jax.lax.dynamic_update_slice_in_dim(a, b.astype(a.dtype), position, axis=1) for a, b in zip(self, new))
+            *(
+                jax.lax.dynamic_update_slice(a, b[None].astype(a.dtype), (layer, 0, position, 0, 0))
+                for a, b in zip(self, new)
+            )
         )
+
+    def layer(self, i: int) -> KV:
+        """Layer i's keys and values [B, T, kv_heads, d_kv] of this stack."""
+        return KV(self.key[i], self.value[i])
 
 
 class Attention(nnx.Module):
@@ -329,32 +336,30 @@ def scan_layers(
     stacked: nnx.Module | None = None,
     shared: nnx.Module | None = None,
     remat: str = "none",
-    per_layer: Any = None,
-) -> Any:
+) -> jax.Array:
     """Runs `body(layer, shared, x, key)` `num_layers` times with `jax.lax.scan`, so compile time is flat in
     depth. `layer` is step i's slice of the `stacked` module; `shared` is reused at every step (ALBERT-style
     sharing); `key` is step i's dropout key, or None when `rng` is None.
-
-    With `per_layer` (arrays with a leading `num_layers` axis, such as a decoder's key/value cache) the body is
-    `body(layer, shared, x, key, per_layer[i])` returning `(x, out_i)`, and the result is `(y, outs)` with the
-    outs stacked on a leading axis: per-layer state goes in and out of the scan with the layers.
     """
     deterministic = rng is None
     stacked_graph, stacked_state = nnx.split(stacked) if stacked is not None else (None, None)
     shared_graph, shared_state = nnx.split(shared) if shared is not None else (None, None)
 
-    def step(carry: jax.Array, xs) -> tuple[jax.Array, Any]:
-        layer_state, key, extra = xs
+    def step(carry: jax.Array, xs) -> tuple[jax.Array, None]:
+        layer_state, key = xs
         layer = nnx.merge(stacked_graph, layer_state) if stacked is not None else None
         common = nnx.merge(shared_graph, shared_state) if shared is not None else None
-        key = None if deterministic else key
-        if per_layer is None:
-            return body(layer, common, carry, key), None
-        return body(layer, common, carry, key, extra)
+        return body(layer, common, carry, None if deterministic else key), None
 
     keys = jnp.zeros((num_layers, 2), jnp.uint32) if deterministic else jax.random.split(rng, num_layers)
-    y, outs = jax.lax.scan(_remat(step, remat), x, (stacked_state, keys, per_layer), length=num_layers)
-    return y if per_layer is None else (y, outs)
+    y, _ = jax.lax.scan(_remat(step, remat), x, (stacked_state, keys), length=num_layers)
+    return y
+
+
+def unstack(stacked: nnx.Module, num_layers: int) -> tuple[nnx.Module, ...]:
+    """The `num_layers` layers of a stacked module, each with its own slice of the parameters."""
+    graphdef, state = nnx.split(stacked)
+    return tuple(nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)) for i in range(num_layers))
 
 
 # Rematerialisation of the scanned layers: what the backward pass keeps of a layer's forward rather than recomputes.
