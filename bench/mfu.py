@@ -1,14 +1,17 @@
 """Achieved FLOP/s of our train step against this machine's measured matmul peak, in the same run.
 
-    python bench/mfu.py [--shapes small small-nl24] [--batch 8] [--json]
+    python bench/mfu.py [--shapes small small-nl24] [--batch 8] [--dtype bfloat16] [--inputs-length 512]
+        [--targets-length 114] [--attention einsum xla cudnn] [--remat full] [--json]
 
 `fraction_of_peak` = analytic train FLOPs per step / measured step time / the FLOP/s of a large jitted matmul
-in the same precision; on accelerators with a known published peak, `mfu` is against that peak too.
+in the same precision; on accelerators with a known published peak, `mfu` is against that peak too. Each
+`--attention` implementation gives its own row (an A/B of the same step).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import jax.numpy as jnp
 from common import emit, matmul_peak, t5_config
 
 from scaling.experiments import profile
+from scaling.models import layers
 
 
 def main() -> None:
@@ -26,17 +30,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--inputs-length", type=int, default=128)
+    parser.add_argument("--targets-length", type=int, default=32)
+    parser.add_argument("--attention", nargs="+", default=["einsum"], choices=layers.ATTENTION_IMPLS)
+    parser.add_argument("--remat", default="none", choices=layers.REMAT)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     peak = matmul_peak(dtype=jnp.dtype(args.dtype))
     rows = []
-    for shape in args.shapes:
-        row = profile.profile(t5_config(shape, batch=args.batch, dtype=args.dtype), steps=args.steps, warmup=2)
+    for shape, attention in itertools.product(args.shapes, args.attention):
+        config = t5_config(
+            shape, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length, dtype=args.dtype
+        )
+        config.model.attention_impl, config.model.remat = attention, args.remat
+        row = profile.profile(config, steps=args.steps, warmup=2)
         rows.append(
             {
                 "shape": row["shape"],
                 "batch": args.batch,
                 "dtype": args.dtype,
+                "attention": attention,
                 "seconds_per_step": row["seconds_per_step"],
                 "achieved_flops_per_second": row["achieved_flops_per_second"],
                 "matmul_peak_flops_per_second": peak,
@@ -50,6 +63,7 @@ def main() -> None:
             "shape",
             "batch",
             "dtype",
+            "attention",
             "seconds_per_step",
             "achieved_flops_per_second",
             "matmul_peak_flops_per_second",

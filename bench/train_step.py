@@ -1,7 +1,8 @@
 """Our jitted train step against Hugging Face `transformers` (PyTorch) doing the same work, in one process.
 
     python bench/train_step.py [--shapes small small-nl24-dm256 bert-base-nl4] [--batch 8]
-        [--inputs-length 128] [--targets-length 32] [--rounds 5] [--steps 3] [--warmup 2] [--json]
+        [--inputs-length 128] [--targets-length 32] [--rounds 5] [--steps 3] [--warmup 2] [--device cuda]
+        [--dtype bfloat16] [--json]
 
 Ours is the step the trainer compiles (`trainer.build_run`, `init_state`, `compile_steps`, fed
 `profile.synthetic_batch`): T5 from *Scale Efficiently*'s recipe with AdamW at a constant rate
@@ -18,7 +19,10 @@ BERT: the masked positions, HF `labels` = -100 elsewhere). Both predict densely:
 position on both sides (the bert-* presets have no sparse prediction). Weight decay skips 1-D parameters
 (norms, biases) on both sides, as our `optim.decay_mask` does. Tokens per step are counted the same on both
 sides: batch × (inputs + targets) for T5, batch × inputs for BERT. Both use every core:
-`torch.set_num_threads(os.cpu_count())` and XLA's default thread pool.
+`torch.set_num_threads(os.cpu_count())` and XLA's default thread pool. `--device cuda` puts the peer on the GPU
+(ours runs on jax's default device), with TF32 matmuls allowed as XLA allows them for float32 on GPUs;
+`--dtype bfloat16` computes ours in bfloat16 with float32 parameters and runs the peer under
+`torch.autocast(device, torch.bfloat16)`.
 
 Known differences: our step also computes the global gradient norm, accuracy and a finite-loss check (the
 trainer's NaN policy); `BertForMaskedLM` uses `hidden_act` for its head transform, so its head GELU is the
@@ -204,18 +208,22 @@ def peer_optimizer(model: torch.nn.Module, config: ml_collections.ConfigDict, lr
     return torch.optim.AdamW(groups, lr=lr, betas=(config.b1, config.b2), eps=config.eps, fused=True)
 
 
-def peer(run: trainer.Run, batch: dict[str, jax.Array]) -> tuple[Step, str]:
-    """transformers' train step on our batch, and its attention implementation."""
+def peer(run: trainer.Run, batch: dict[str, jax.Array], device: str = "cpu") -> tuple[Step, str]:
+    """transformers' train step on our batch (on `device`, autocast to our compute dtype if it is not float32),
+    and its attention implementation."""
     torch.set_num_threads(os.cpu_count())
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as XLA does on GPUs
     torch.manual_seed(run.config.seed)
-    model = peer_model(run.shape).train()
+    model = peer_model(run.shape).to(device).train()
     settings = run.config.optimizer
     optimizer = peer_optimizer(model, settings, float(run.schedule(0.0, 0)))
-    inputs = peer_inputs(run.shape, batch)
+    inputs = {k: v.to(device) for k, v in peer_inputs(run.shape, batch).items()}
+    dtype = getattr(torch, np.dtype(run.dtype).name)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = model(**inputs).loss
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model(**inputs).loss
         loss.backward()
         if settings.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
@@ -244,14 +252,17 @@ def optimizer_label(config: ml_collections.ConfigDict) -> str:
     return f"adamw lr={o.learning_rate:g} b1={o.b1:g} b2={o.b2:g} eps={o.eps:g} wd={o.weight_decay:g}{clip}"
 
 
-def compare(config: ml_collections.ConfigDict, *, rounds: int = 5, steps: int = 3, warmup: int = 2) -> dict[str, Any]:
-    """One row: both sides warmed up, then `rounds` alternating blocks of `steps` timed steps each."""
+def compare(
+    config: ml_collections.ConfigDict, *, rounds: int = 5, steps: int = 3, warmup: int = 2, device: str = "cpu"
+) -> dict[str, Any]:
+    """One row: both sides warmed up, then `rounds` alternating blocks of `steps` timed steps each (the peer on
+    `device`)."""
     if rounds < 1 or steps < 1 or warmup < 1:
         raise ValueError(f"rounds = {rounds}, steps = {steps} and warmup = {warmup} must all be >= 1")
     run = trainer.build_run(config)
     batch = profile.synthetic_batch(run)
     ours_step = ours(run, batch)
-    peer_step, attention = peer(run, batch)
+    peer_step, attention = peer(run, batch, device)
     losses = ours_step(), peer_step()
     for _ in range(warmup - 1):
         ours_step()
@@ -280,7 +291,7 @@ def compare(config: ml_collections.ConfigDict, *, rounds: int = 5, steps: int = 
         "rounds": rounds,
         "steps": steps,
         "peer": f"transformers {transformers.__version__} / torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} threads, {device}",
         "peer_attention": attention,
     }
 
@@ -301,17 +312,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed steps per side first (the first gives the loss at init)"
     )
+    parser.add_argument("--device", default="cpu", help="the peer's torch device, e.g. cuda")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = [
-        compare(
-            config_for(s, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length),
-            rounds=args.rounds,
-            steps=args.steps,
-            warmup=args.warmup,
-        )
-        for s in args.shapes
-    ]
+    rows = []
+    for s in args.shapes:
+        config = config_for(s, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length)
+        config.model.dtype = args.dtype
+        rows.append(compare(config, rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=args.device))
     emit(rows, COLUMNS, args.json)
     return rows
 
