@@ -2,7 +2,6 @@
 
 import jax
 import numpy as np
-import pytest
 from flax import nnx
 from test_models import as_jax, t5_batch, tiny
 
@@ -10,7 +9,6 @@ from scaling import models
 from scaling.models import layers
 
 
-@pytest.mark.slow
 def test_remat_policies_keep_gradients_and_shrink_compiled_memory():
     # Long enough sequences that activations, not parameters, fill the step's temporary memory.
     shape = tiny("tiny", num_encoder_layers=3, num_decoder_layers=3, d_model=64, d_ff=256)
