@@ -106,6 +106,7 @@ def bert_config(shape: str, *, batch: int, inputs: int) -> ml_collections.Config
     """Cramming's recipe (its AdamW settings and clipping) at a benchmark batch: one micro-batch, a constant
     rate and no batch ramp, so every timed step is the same full step on both sides."""
     config = recipes.cramming()
+    config.data.task = "sotu_cramming_mlm"  # the curated C4 task refuses to run unprepared; the bench times steps
     config.model.name = shape
     config.data.inputs_length = inputs
     config.batch_size, config.micro_batch_size = batch, None
