@@ -1,16 +1,15 @@
-"""Shared pieces of the benchmarks: the CPU recipe they time, the machine's matmul peak, table/JSON output."""
+"""Shared pieces of the benchmarks: the CPU recipe they time and table/JSON output (the machine's matmul peak is
+`scaling.experiments.peak`, which the profiler shares)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from scaling.experiments import recipes
@@ -37,20 +36,6 @@ def t5_config(
     if optimizer == "adamw":
         config.optimizer.schedule = "constant"
     return config
-
-
-def matmul_peak(n: int = 2048, dtype: Any = jnp.float32, repeats: int = 10) -> float:
-    """FLOP/s of the best of `repeats` timed n×n matmuls: the limit this machine reaches in this dtype."""
-    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-    f = jax.jit(lambda x, y: x @ y)
-    jax.block_until_ready(f(a, b))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(f(a, b))
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def environment() -> dict[str, Any]:

@@ -5,7 +5,8 @@ layer's shapes, with its relative-position bias and a padding mask (what `Attent
     python bench/kernels.py [--shape base] [--batch 32] [--length 512] [--dtype bfloat16] [--matmul-size 8192]
         [--impls einsum xla cudnn] [--repeats 10] [--json]
 
-First a row with the FLOP/s of the best of `--repeats` jitted n × n matmuls in `--dtype` (`common.matmul_peak`),
+First a row with the FLOP/s of the best of `--repeats` n × n matmuls in `--dtype` (`peak.measured_peak`: JAX's, and
+torch's on a CPU) and the library that set it,
 then a row per attention implementation: the best of `--repeats` timed calls of the jitted gradient of
 `Attention.attend` (queries, keys, values and bias all differentiated, as training does), its TFLOP/s counting the
 two attention products and the output projection forward and twice that backward, and `speedup` against the
@@ -26,13 +27,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import jax
 import jax.numpy as jnp
-from common import emit, matmul_peak
+from common import emit
 from flax import nnx
 
 from scaling import shapes
+from scaling.experiments import peak
 from scaling.models import layers
 
-PEAK_COLUMNS = ("matmul_size", "dtype", "matmul_peak_flops_per_second")
+PEAK_COLUMNS = ("matmul_size", "dtype", "matmul_peak_flops_per_second", "peak_source")
 COLUMNS = ("shape", "impl", "batch", "length", "dtype", "seconds", "tflops_per_second", "speedup", "error")
 
 
@@ -83,8 +85,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    peak = matmul_peak(args.matmul_size, jnp.dtype(args.dtype), args.repeats)
-    peak_row = {"matmul_size": args.matmul_size, "dtype": args.dtype, "matmul_peak_flops_per_second": peak}
+    limit = peak.measured_peak(jnp.dtype(args.dtype), sizes=(args.matmul_size,), repeats=args.repeats)
+    peak_row = {
+        "matmul_size": args.matmul_size,
+        "dtype": args.dtype,
+        "matmul_peak_flops_per_second": limit.flops_per_second,
+        "peak_source": limit.source,
+    }
     emit([peak_row], PEAK_COLUMNS, args.json)
     shape = shapes.parse(args.shape)
     rows = []

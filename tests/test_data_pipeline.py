@@ -10,6 +10,7 @@ import seqio
 from jax.sharding import Mesh
 
 from scaling.data import corpora, inspect, objectives, pipeline, stats, tasks, vocab
+from scaling.errors import UserError
 
 SPAN_LENGTHS = {"inputs": 64, "targets": 16}
 
@@ -71,7 +72,7 @@ def test_read_documents_counts_skips(tmp_path):
 
 
 def test_bad_globs_and_empty_corpora_fail_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No files match"):
+    with pytest.raises(UserError, match="No files match"):
         tasks.register_text_tasks("nothing", str(tmp_path / "*.txt"))
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\n\n")
     tasks.register_text_tasks("badbytes", str(tmp_path / "bad.txt"))

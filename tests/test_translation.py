@@ -132,7 +132,7 @@ def test_registration_refuses_bad_arguments(tmp_path):
     (tmp_path / "b.txt").write_text("x\n")
     with pytest.raises(UserError, match="No files match"):
         translation.register_translation_tasks("t", str(tmp_path / "missing*.tsv"))
-    with pytest.raises(UserError, match=r"\.tsv or \.jsonl"):
+    with pytest.raises(UserError, match=r"\.tsv and \.jsonl"):
         translation.register_translation_tasks("t", str(tmp_path / "*"))
     with pytest.raises(UserError, match="0-based column numbers"):
         translation.register_translation_tasks("t", str(tsv), source_field="en")

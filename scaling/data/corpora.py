@@ -10,6 +10,7 @@ or a file with no readable line, fails the read (`check_bad_lines`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob as globlib
 import importlib.util
 import json
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import seqio
 import tensorflow as tf
 from absl import logging
 
@@ -141,15 +143,16 @@ def sotu_files(split: str) -> list[Path]:
     return [p for p in files if is_validation(p) == (split == "validation")]
 
 
-def expand_glob(pattern: str | Sequence[str]) -> list[Path]:
-    """Sorted files matching one pattern or several; an empty match is an error, not an empty dataset."""
+def expand_glob(pattern: str | Sequence[str], suffixes: Sequence[str] = (".txt", ".jsonl")) -> list[Path]:
+    """Sorted files matching one pattern or several; an empty match is an error, not an empty dataset, and so is
+    a file whose suffix is not one of `suffixes`."""
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     files = sorted({Path(f) for p in patterns for f in globlib.glob(os.path.expanduser(p), recursive=True)})
     if not files:
-        raise FileNotFoundError(f"No files match {patterns}; check the path (globs like data/*.txt are allowed)")
-    bad = [f for f in files if f.suffix not in (".txt", ".jsonl")]
+        raise UserError(f"No files match {patterns}; check the path (globs like data/*{suffixes[0]} are allowed)")
+    bad = [f for f in files if f.suffix not in suffixes]
     if bad:
-        raise ValueError(f"Only .txt and .jsonl files are supported, got {[str(b) for b in bad[:3]]}")
+        raise UserError(f"Only {' and '.join(suffixes)} files are supported, got {[str(b) for b in bad[:3]]}")
     return files
 
 
@@ -259,8 +262,22 @@ def check_bad_lines(
         )
 
 
-class C4NotPreparedError(ScalingError, FileNotFoundError):
-    """C4 is absent from the tfds data dir; raised before tfds could start a (hanging) download."""
+class TfdsNotPreparedError(ScalingError, FileNotFoundError):
+    """A tfds dataset absent from its data dir; raised before tfds could start a (hanging) download."""
+
+
+class C4NotPreparedError(TfdsNotPreparedError):
+    """C4 is absent from the tfds data dir."""
+
+
+def tfds_data_dir(data_dir: str | None, env: str) -> str:
+    """A tfds data dir: the argument, else $`env`, else $TFDS_DATA_DIR, else tfds' default."""
+    return (
+        data_dir
+        or os.environ.get(env)
+        or os.environ.get("TFDS_DATA_DIR")
+        or os.path.expanduser("~/tensorflow_datasets")
+    )
 
 
 def c4_tfds_name(version: str | None = None) -> str:
@@ -269,22 +286,70 @@ def c4_tfds_name(version: str | None = None) -> str:
 
 def c4_data_dir(data_dir: str | None = None) -> str:
     """The tfds data dir for C4: the argument, else $SCALING_C4_DATA_DIR, else $TFDS_DATA_DIR, else tfds' default."""
+    return tfds_data_dir(data_dir, C4_DATA_DIR_ENV)
+
+
+def c4_build_hint(data_dir: str) -> str:
+    """How to prepare C4 in `data_dir`, for :func:`require_prepared_tfds`'s message."""
     return (
-        data_dir
-        or os.environ.get(C4_DATA_DIR_ENV)
-        or os.environ.get("TFDS_DATA_DIR")
-        or os.path.expanduser("~/tensorflow_datasets")
+        f"`pip install apache_beam && tfds build {C4_DEFAULT_NAME} --data_dir={data_dir}` (C4 is ~800 GB; on GCP "
+        f"point --data_dir or ${C4_DATA_DIR_ENV} at a bucket that already holds it)"
     )
 
 
-def require_prepared_tfds(tfds_name: str, data_dir: str, fallback_task: str) -> None:
-    """Fails fast unless `data_dir/<name>/<config>/<version>/dataset_info.json` exists (works for gs:// too)."""
+def require_prepared_tfds(
+    tfds_name: str,
+    data_dir: str,
+    fallback_task: str,
+    build_hint: str | None = None,
+    error: type[TfdsNotPreparedError] = TfdsNotPreparedError,
+) -> None:
+    """Fails fast unless `data_dir/<name>/<config>/<version>/dataset_info.json` exists (works for gs:// too); the
+    error names the command that prepares it (`build_hint`, default a plain `tfds build`) and the offline task
+    that runs the same config without it."""
     name, _, version = tfds_name.partition(":")
     info = os.path.join(data_dir, name, version, "dataset_info.json")
     if not tf.io.gfile.exists(info):
-        raise C4NotPreparedError(
+        raise error(
             f"{tfds_name} is not prepared in {data_dir} (no {info}). Prepare it once with "
-            f"`pip install apache_beam && tfds build {name} --data_dir={data_dir}` (C4 is ~800 GB; on GCP point "
-            f"--data_dir or ${C4_DATA_DIR_ENV} at a bucket that already holds it), or run the same config on the "
+            f"{build_hint or f'`tfds build {name} --data_dir={data_dir}`'}, or run the same config on the "
             f"embedded corpus: --config.data.task={fallback_task}"
         )
+
+
+class PreparedTfdsSource(seqio.TfdsDataSource):
+    """A tfds source that checks the dataset is prepared before tfds is touched, so it never downloads; the
+    arguments after `splits` are :func:`require_prepared_tfds`'s."""
+
+    def __init__(
+        self,
+        tfds_name: str,
+        data_dir: str,
+        splits: Sequence[str],
+        fallback_task: str,
+        build_hint: str | None = None,
+        error: type[TfdsNotPreparedError] = TfdsNotPreparedError,
+    ):
+        super().__init__(tfds_name=tfds_name, tfds_data_dir=data_dir, splits=splits)
+        self._check = functools.partial(require_prepared_tfds, tfds_name, data_dir, fallback_task, build_hint, error)
+
+    def list_shards(self, split: str) -> Sequence[str]:
+        self._check()
+        return super().list_shards(split)
+
+    def num_input_examples(self, split: str) -> int | None:
+        self._check()
+        return super().num_input_examples(split)
+
+    def get_dataset(
+        self, split: str | None = None, shuffle: bool = True, seed: int | None = None, shard_info=None, **kw
+    ):
+        self._check()
+        return super().get_dataset(split, shuffle, seed, shard_info, **kw)
+
+
+def c4_source(version: str | None = None, data_dir: str | None = None, fallback_task: str = "") -> PreparedTfdsSource:
+    """tfds' C4 (`c4/en` at `version`) in `data_dir`, refusing with C4's build command while it is not prepared."""
+    directory = c4_data_dir(data_dir)
+    name = c4_tfds_name(version)
+    return PreparedTfdsSource(name, directory, SPLITS, fallback_task, c4_build_hint(directory), C4NotPreparedError)

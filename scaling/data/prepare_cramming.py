@@ -201,7 +201,7 @@ def _prepare(argv: list[str]) -> int:
             raise UserError(f"--{flag}={getattr(args, flag)}: use a positive number of documents")
     out = Path(tasks.c4_cramming_dir(args.out, args.c4_data_dir))
     name = corpora.c4_tfds_name(args.c4_version)
-    source = tasks.PreparedTfdsSource(name, corpora.c4_data_dir(args.c4_data_dir), "sotu_cramming_mlm")
+    source = corpora.c4_source(args.c4_version, args.c4_data_dir, "sotu_cramming_mlm")
     limits = {"train": args.train_documents, "validation": args.validation_documents}
     prepare(
         source,

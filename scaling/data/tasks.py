@@ -305,28 +305,6 @@ class CorpusSource(seqio.FunctionDataSource):
         self.corpus = corpus
 
 
-class PreparedTfdsSource(seqio.TfdsDataSource):
-    """A tfds source that checks the dataset is prepared before tfds is touched, so it never downloads."""
-
-    def __init__(self, tfds_name: str, data_dir: str, fallback_task: str):
-        super().__init__(tfds_name=tfds_name, tfds_data_dir=data_dir, splits=corpora.SPLITS)
-        self._check = functools.partial(corpora.require_prepared_tfds, tfds_name, data_dir, fallback_task)
-
-    def list_shards(self, split: str) -> Sequence[str]:
-        self._check()
-        return super().list_shards(split)
-
-    def num_input_examples(self, split: str) -> int | None:
-        self._check()
-        return super().num_input_examples(split)
-
-    def get_dataset(
-        self, split: str | None = None, shuffle: bool = True, seed: int | None = None, shard_info=None, **kw
-    ):
-        self._check()
-        return super().get_dataset(split, shuffle, seed, shard_info, **kw)
-
-
 def _task_vocabulary(task: seqio.Task | seqio.Mixture) -> seqio.Vocabulary:
     features = task.output_features
     return features["inputs" if "inputs" in features else "targets"].vocabulary
@@ -467,7 +445,7 @@ def register_c4_tasks(
     in `scaling.data.prepare_cramming` (the filter, and dedup with --dedup, written to files); reading the files sorts
     the training rows.
     """
-    source = PreparedTfdsSource(corpora.c4_tfds_name(version), corpora.c4_data_dir(data_dir), "sotu_span_corruption")
+    source = corpora.c4_source(version, data_dir, "sotu_span_corruption")
     vocabulary = vocab.get_vocabulary(vocabulary_path)
     names = _register_pair(
         "c4", source, vocabulary, C4_SHUFFLE_BUFFER, None, noise_density, mean_noise_span_length, mask_rate

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob as globlib
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,10 +35,11 @@ import tensorflow as tf
 from absl import logging
 
 from scaling.data import corpora, vocab
-from scaling.errors import ScalingError, UserError
+from scaling.errors import UserError
 
 Format = Literal["tsv", "jsonl"]
 FORMATS: dict[str, Format] = {".tsv": "tsv", ".jsonl": "jsonl"}
+PAIR_SUFFIXES = tuple(FORMATS)
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "cs": "Czech", "ru": "Russian"}
 SHUFFLE_BUFFER = 1000
 
@@ -51,8 +50,7 @@ WMT14_SPLITS = ("train", "validation", "test")  # validation: newstest2013; test
 OFFLINE_TASK = "sotu_en_pseudofr"
 
 
-class TfdsNotPreparedError(ScalingError, FileNotFoundError):
-    """A tfds dataset absent from its data dir; raised before tfds could start a (hanging) download."""
+TfdsNotPreparedError = corpora.TfdsNotPreparedError
 
 
 def task_prefix(source_language: str, target_language: str) -> str:
@@ -165,51 +163,15 @@ def register(
 
 def wmt14_data_dir(data_dir: str | None = None) -> str:
     """The argument, else $SCALING_WMT14_DATA_DIR, else $TFDS_DATA_DIR, else tfds' default."""
-    return (
-        data_dir
-        or os.environ.get(WMT14_DATA_DIR_ENV)
-        or os.environ.get("TFDS_DATA_DIR")
-        or os.path.expanduser("~/tensorflow_datasets")
-    )
-
-
-def require_prepared(tfds_name: str, data_dir: str, fallback_task: str) -> None:
-    """Fails fast unless `data_dir/<name>/<config>/<version>/dataset_info.json` exists (works for gs:// too)."""
-    name, _, version = tfds_name.partition(":")
-    info = os.path.join(data_dir, name, version, "dataset_info.json")
-    if not tf.io.gfile.exists(info):
-        raise TfdsNotPreparedError(
-            f"{tfds_name} is not prepared in {data_dir} (no {info}). Prepare it once with "
-            f"`tfds build {name} --data_dir={data_dir}` (it downloads several GB of WMT data), "
-            f"or run the same config on the offline corpus: --config.data.task={fallback_task}"
-        )
-
-
-class PreparedTfdsSource(seqio.TfdsDataSource):
-    """A tfds source that checks the dataset is prepared before tfds is touched, so it never downloads."""
-
-    def __init__(self, tfds_name: str, data_dir: str, splits: Sequence[str], fallback_task: str):
-        super().__init__(tfds_name=tfds_name, tfds_data_dir=data_dir, splits=splits)
-        self._check = functools.partial(require_prepared, tfds_name, data_dir, fallback_task)
-
-    def list_shards(self, split: str) -> Sequence[str]:
-        self._check()
-        return super().list_shards(split)
-
-    def num_input_examples(self, split: str) -> int | None:
-        self._check()
-        return super().num_input_examples(split)
-
-    def get_dataset(
-        self, split: str | None = None, shuffle: bool = True, seed: int | None = None, shard_info=None, **kw
-    ):
-        self._check()
-        return super().get_dataset(split, shuffle, seed, shard_info, **kw)
+    return corpora.tfds_data_dir(data_dir, WMT14_DATA_DIR_ENV)
 
 
 def register_wmt14_tasks(data_dir: str | None = None, vocabulary_path: str = vocab.T5_SPM_PATH) -> list[str]:
     """`wmt14_en_fr` over tfds' prepared WMT14 fr-en, English→French, with T5's vocabulary by default."""
-    source = PreparedTfdsSource(WMT14_TFDS_NAME, wmt14_data_dir(data_dir), WMT14_SPLITS, OFFLINE_TASK)
+    directory = wmt14_data_dir(data_dir)
+    name = WMT14_TFDS_NAME.partition(":")[0]
+    hint = f"`tfds build {name} --data_dir={directory}` (it downloads several GB of WMT data)"
+    source = corpora.PreparedTfdsSource(WMT14_TFDS_NAME, directory, WMT14_SPLITS, OFFLINE_TASK, hint)
     return [register(WMT14_TASK, source, vocab.get_vocabulary(vocabulary_path), "en", "fr")]
 
 
@@ -256,18 +218,6 @@ class PairSource(seqio.FunctionDataSource):
 
 
 # ------------------------------------------------------------------------------------- the user's files
-
-
-def expand_glob(pattern: str | Sequence[str]) -> list[Path]:
-    """Sorted `.tsv` / `.jsonl` files matching one pattern or several; an empty match is an error."""
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    files = sorted({Path(f) for p in patterns for f in globlib.glob(os.path.expanduser(p), recursive=True)})
-    if not files:
-        raise UserError(f"No files match {patterns}; check the path (globs like data/*.tsv are allowed)")
-    bad = [str(f) for f in files if f.suffix not in FORMATS]
-    if bad:
-        raise UserError(f"Parallel files must be .tsv or .jsonl, got {bad[:3]}")
-    return files
 
 
 def _field(record: object, path: str) -> object:
@@ -402,9 +352,9 @@ def register_translation_tasks(
     """
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise UserError(f"max_bad_fraction = {max_bad_fraction!r}: use a fraction of lines in [0, 1] (default 0.01)")
-    files = {"train": expand_glob(glob)}
+    files = {"train": corpora.expand_glob(glob, PAIR_SUFFIXES)}
     if validation_glob is not None:
-        files["validation"] = expand_glob(validation_glob)
+        files["validation"] = corpora.expand_glob(validation_glob, PAIR_SUFFIXES)
         overlap = set(files["train"]) & set(files["validation"])
         if overlap:
             raise UserError(f"Files in both train and validation: {sorted(map(str, overlap))[:3]}")

@@ -7,8 +7,10 @@ For each shape the recipe's train step (every micro-batch of gradient accumulati
 compiled for the current devices exactly as the trainer compiles it (``build_run``, ``init_state``,
 ``compile_steps``), fed synthetic batches of the task's shapes, and timed after ``--warmup`` steps with
 ``block_until_ready``. A row per shape reports steps/s, tokens/s, achieved FLOP/s (analytic matmul FLOPs),
-MFU where :func:`scaling.training.metrics.peak_flops` knows the device, and memory: what XLA's ``memory_analysis()`` of
-the compiled executables says a step needs, and the device's own peak where it reports one (GPUs, TPUs).
+MFU against the device's limit (:func:`scaling.experiments.peak.device_peak`: the published peak of a GPU or
+TPU; on a CPU the best matmul FLOP/s of JAX and torch, measured in the same process once per dtype, with the
+`peak_source` that set it), and memory: what XLA's ``memory_analysis()`` of the compiled executables says a step
+needs, and the device's own peak where it reports one (GPUs, TPUs).
 Rows are appended to ``--out`` (read by ``scaling.analysis.runs.read_table``) and name the device and
 software versions, so a throughput axis measured here is never mistaken for one measured elsewhere.
 
@@ -19,6 +21,7 @@ shape Cramming's (batch 8192 in micro-batches of 128, length 128): the papers' o
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +35,7 @@ import numpy as np
 from scaling import accounting, csvfile, shapes
 from scaling.data import tasks
 from scaling.errors import UserError
-from scaling.experiments import recipes
+from scaling.experiments import peak, recipes
 from scaling.training import metrics, trainer
 
 COLUMNS = (
@@ -53,6 +56,8 @@ COLUMNS = (
     "flops_per_step",
     "achieved_flops_per_second",
     "mfu",
+    "peak_flops_per_second",
+    "peak_source",
     "compile_seconds",
     "compiled_memory_bytes",
     "device_peak_bytes",
@@ -154,6 +159,12 @@ def chained_seconds(fn: Callable[[Any], Any], state: Any, *, steps: int, warmup:
     return times, state
 
 
+@functools.cache
+def _device_peak(dtype: str) -> peak.Peak:
+    """Measured once per process and dtype: a sweep's rows share one limit, and a CPU's takes seconds to measure."""
+    return peak.device_peak(jax.numpy.dtype(dtype))
+
+
 def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2, recipe: str = "") -> dict[str, Any]:
     """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`."""
     if steps < 1 or warmup < 0:
@@ -172,7 +183,7 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     per_step = float(np.mean(times))
     flops = run.flops_per_example * config.batch_size
     device = jax.devices()[0]
-    peak = metrics.peak_flops(device.device_kind)
+    limit = _device_peak(np.dtype(run.dtype).name)
     memory = [_compiled_bytes(e) for e in compiled.executables]
     software = metrics.software_versions()
     return {
@@ -192,7 +203,9 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
         "tokens_per_second": config.batch_size * run.sequence.tokens / per_step,
         "flops_per_step": flops,
         "achieved_flops_per_second": flops / per_step,
-        "mfu": flops / per_step / (peak * jax.device_count()) if peak else None,
+        "mfu": flops / per_step / (limit.flops_per_second * jax.device_count()),
+        "peak_flops_per_second": limit.flops_per_second,
+        "peak_source": limit.source,
         "compile_seconds": compiled.seconds,
         "compiled_memory_bytes": max(memory) if all(m is not None for m in memory) else None,
         "device_peak_bytes": _device_peak_bytes(),
