@@ -7,7 +7,8 @@
 installed library reaches here in the step's precision (`scaling.experiments.peak.measured_peak`: JAX's and, on a
 CPU, torch's, over several sizes); `peak_source` names the library and size that set it. Dividing by JAX's own
 matmul alone overstated how close the step is to the machine when torch's MKL matmul is faster. On accelerators
-with a known published peak, `mfu` is against that peak too. Each `--attention` implementation gives its own row
+with a known published peak, `mfu` is against that peak too (on a CPU it is empty: the measured limit is the
+peak). Each `--attention` implementation gives its own row
 (an A/B of the same step).
 """
 
@@ -58,7 +59,7 @@ def main() -> None:
                 "matmul_peak_flops_per_second": limit.flops_per_second,
                 "fraction_of_peak": row["achieved_flops_per_second"] / limit.flops_per_second,
                 "peak_source": limit.source,
-                "mfu": row["mfu"],
+                "mfu": row["mfu"] if row["peak_source"].startswith("published") else None,
             }
         )
     emit(
