@@ -67,7 +67,8 @@ def cramming(hours: float = 24.0) -> ml_collections.ConfigDict:
     config.optimizer.name, config.optimizer.learning_rate = "adamw", 1e-3
     config.optimizer.b1, config.optimizer.b2, config.optimizer.eps = 0.9, 0.98, 1e-12
     config.optimizer.weight_decay, config.optimizer.grad_clip_norm = 0.01, 0.5
-    # "a triangular shape that mimics a long warmup period with a quick decay": the peak position is ours.
+    # "a triangular shape that mimics a long warmup period with a quick decay" (§4.3), as the authors' code defines it
+    # (budget-triangle2: 25% of the peak at the start, the peak at 75% of the budget; see `optim.triangle`).
     config.optimizer.schedule, config.optimizer.peak_fraction = "triangle", 0.75
     config.optimizer.batch_ramp_fraction = 0.6
     config.budget.unit, config.budget.amount = "seconds", hours * 3600
