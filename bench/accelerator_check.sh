@@ -78,7 +78,7 @@ if ((DRY_RUN)); then
     export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     SHAPE=tiny-nl1-dm32-ff64-nh2-kv16 INPUTS=16 TARGETS=4 MATMUL=256 DEVICE=cpu
     KERNELS=(--batch 2 --length 16 --repeats 2 --impls einsum xla cudnn)
-    MFU=(--steps 1)
+    MFU=(--steps 1 --peak-sizes 64) # unoptimised XLA takes minutes over the full-size matmuls of the limit
     TRAIN_STEP=(--batch 2 --rounds 1 --steps 1 --warmup 1)
     BATCHES=(2)
 else

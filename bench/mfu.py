@@ -1,7 +1,7 @@
 """Achieved FLOP/s of our train step against this machine's true limit, measured in the same run.
 
     python bench/mfu.py [--shapes small small-nl24] [--batch 8] [--dtype bfloat16] [--inputs-length 512]
-        [--targets-length 114] [--attention einsum xla cudnn] [--remat full] [--json]
+        [--targets-length 114] [--attention einsum xla cudnn] [--remat full] [--peak-sizes 1024 2048] [--json]
 
 `fraction_of_peak` = analytic train FLOPs per step / measured step time / the best matmul FLOP/s that any
 installed library reaches here in the step's precision (`scaling.experiments.peak.measured_peak`: JAX's and, on a
@@ -38,16 +38,20 @@ def main() -> None:
     parser.add_argument("--targets-length", type=int, default=32)
     parser.add_argument("--attention", nargs="+", default=["einsum"], choices=layers.ATTENTION_IMPLS)
     parser.add_argument("--remat", default="none", choices=layers.REMAT)
+    parser.add_argument(
+        "--peak-sizes", type=int, nargs="+", default=list(peak.SIZES), help="square matmul sizes for the limit"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    limit = peak.measured_peak(jnp.dtype(args.dtype))
+    limit = peak.measured_peak(jnp.dtype(args.dtype), sizes=args.peak_sizes)
+    device_limit = peak.device_peak(jnp.dtype(args.dtype), measured=limit)  # the published one where known
     rows = []
     for shape, attention in itertools.product(args.shapes, args.attention):
         config = t5_config(
             shape, batch=args.batch, inputs=args.inputs_length, targets=args.targets_length, dtype=args.dtype
         )
         config.model.attention_impl, config.model.remat = attention, args.remat
-        row = profile.profile(config, steps=args.steps, warmup=2)
+        row = profile.profile(config, steps=args.steps, warmup=2, limit=device_limit)
         rows.append(
             {
                 "shape": row["shape"],

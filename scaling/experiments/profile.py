@@ -165,8 +165,16 @@ def _device_peak(dtype: str) -> peak.Peak:
     return peak.device_peak(jax.numpy.dtype(dtype))
 
 
-def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2, recipe: str = "") -> dict[str, Any]:
-    """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`."""
+def profile(
+    config: ml_collections.ConfigDict,
+    *,
+    steps: int = 10,
+    warmup: int = 2,
+    recipe: str = "",
+    limit: peak.Peak | None = None,
+) -> dict[str, Any]:
+    """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`, whose MFU is against
+    `limit` (default: :func:`peak.device_peak`, measured once per process on a CPU)."""
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps={steps} --warmup={warmup}: use steps >= 1 and warmup >= 0")
     run = trainer.build_run(config)
@@ -183,7 +191,7 @@ def profile(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int =
     per_step = float(np.mean(times))
     flops = run.flops_per_example * config.batch_size
     device = jax.devices()[0]
-    limit = _device_peak(np.dtype(run.dtype).name)
+    limit = limit or _device_peak(np.dtype(run.dtype).name)
     memory = [_compiled_bytes(e) for e in compiled.executables]
     software = metrics.software_versions()
     return {
