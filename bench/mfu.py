@@ -8,8 +8,8 @@ installed library reaches here in the step's precision (`scaling.experiments.pea
 CPU, torch's, over several sizes); `peak_source` names the library and size that set it. Dividing by JAX's own
 matmul alone overstated how close the step is to the machine when torch's MKL matmul is faster. On accelerators
 with a known published peak, `mfu` is against that peak too (on a CPU it is empty: the measured limit is the
-peak). Each `--attention` implementation gives its own row
-(an A/B of the same step).
+peak). Each `--attention` implementation gives its own row (an A/B of the same step). `--peak-sizes` sets the
+square matmuls of the limit (the accelerator check's dry run passes 64).
 """
 
 from __future__ import annotations

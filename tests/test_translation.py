@@ -10,7 +10,7 @@ import pytest
 import sacrebleu
 
 from scaling import accounting, shapes
-from scaling.data import pipeline, tasks, translation
+from scaling.data import corpora, pipeline, tasks, translation
 from scaling.downstream import translation as evaluation
 from scaling.errors import UserError
 
@@ -148,11 +148,11 @@ def test_wmt14_fails_at_once_with_the_tfds_build_command(tmp_path):
     try:
         translation.register_wmt14_tasks(data_dir=str(tmp_path))
         command = f"tfds build wmt14_translate/fr-en --data_dir={tmp_path}"
-        with pytest.raises(translation.TfdsNotPreparedError, match=rf"not prepared.*`{command}`.*sotu_en_pseudofr"):
+        with pytest.raises(corpora.TfdsNotPreparedError, match=rf"not prepared.*`{command}`.*sotu_en_pseudofr"):
             pipeline.get_batches(
                 "wmt14_en_fr", split="train", feature_lengths={"inputs": 8, "targets": 8}, batch_size=2, seed=0
             )
-        with pytest.raises(translation.TfdsNotPreparedError, match="tfds build"):
+        with pytest.raises(corpora.TfdsNotPreparedError, match="tfds build"):
             translation.texts("wmt14_en_fr", "validation")
     finally:
         translation.register_wmt14_tasks()

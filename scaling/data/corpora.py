@@ -348,8 +348,9 @@ class PreparedTfdsSource(seqio.TfdsDataSource):
         return super().get_dataset(split, shuffle, seed, shard_info, **kw)
 
 
-def c4_source(version: str | None = None, data_dir: str | None = None, fallback_task: str = "") -> PreparedTfdsSource:
-    """tfds' C4 (`c4/en` at `version`) in `data_dir`, refusing with C4's build command while it is not prepared."""
+def c4_source(version: str | None, data_dir: str | None, fallback_task: str) -> PreparedTfdsSource:
+    """tfds' C4 (`c4/en` at `version`) in `data_dir`, refusing with C4's build command and the `fallback_task` to
+    run instead while it is not prepared."""
     directory = c4_data_dir(data_dir)
     name = c4_tfds_name(version)
     return PreparedTfdsSource(name, directory, SPLITS, fallback_task, c4_build_hint(directory), C4NotPreparedError)

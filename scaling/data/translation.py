@@ -50,9 +50,6 @@ WMT14_SPLITS = ("train", "validation", "test")  # validation: newstest2013; test
 OFFLINE_TASK = "sotu_en_pseudofr"
 
 
-TfdsNotPreparedError = corpora.TfdsNotPreparedError
-
-
 def task_prefix(source_language: str, target_language: str) -> str:
     """T5's prefix, e.g. "translate English to French: " (Raffel et al., Appendix D)."""
     unknown = [code for code in (source_language, target_language) if code not in LANGUAGES]
