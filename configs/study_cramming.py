@@ -84,6 +84,7 @@ def get_config(variant: str = ""):
     config.finetune.tasks = "rotten_tomatoes"
     config.finetune.overrides = {"max_train_examples": 3000, "epochs": 1}
     if variant == "smoke":
+        config.baseline_train_rows = 256  # one read batch: smoke checks the table, not the baseline's precision
         config.runs = {name: runs[name] for name in ("crammed", "original_bert")}
         config.order = "crammed,original_bert"
         config.budget = "seconds:3"

@@ -46,6 +46,7 @@ def get_config(variant: str = ""):
     config.finetune.tasks = "rotten_tomatoes,sms_spam"
     config.finetune.overrides = {"max_train_examples": 2000, "max_eval_examples": 1000, "epochs": 1}
     if variant == "smoke":
+        config.baseline_train_rows = 256  # one read batch: smoke checks the table, not the baseline's precision
         runs = {"base": "tiny-nl1-dm64-ff256-nh2-kv32", "nl2": "tiny-nl2-dm64-ff256-nh2-kv32"}
         config.budget = "steps:4"
         config.seeds = "0,1"

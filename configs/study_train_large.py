@@ -52,6 +52,7 @@ def get_config(variant: str = ""):
     config.compress.combined_bits = "4"
     config.compress.recovery_epochs = 0.25
     if variant == "smoke":
+        config.baseline_train_rows = 256  # one read batch: smoke checks the table, not the baseline's precision
         config.runs = {
             name: {"model": {"name": shape(depth, width // 2)}}
             for name, (depth, width) in GRID.items()

@@ -98,6 +98,7 @@ def default_config() -> ml_collections.ConfigDict:
             "seeds": "0",  # pretraining seeds: every run is trained once per seed (config.seed)
             "reference": "",  # the run findings compare against, whose shape the no-pretraining control uses
             "controls": {"no_pretraining": False},
+            "baseline_train_rows": 0,  # rows the objective baselines count; 0: baselines.TRAIN_ROWS
             "profile": {"steps": 0, "warmup": 2},  # steps 0: no profile stage
             "finetune": {"recipe": "", "tasks": "", "overrides": {}},  # recipe "": no finetuning
             "compress": {
@@ -432,19 +433,22 @@ def constant_baselines(config: ml_collections.ConfigDict) -> list[dict[str, Any]
     return rows
 
 
-def objective_baselines(configs: Mapping[tuple[str, int], ml_collections.ConfigDict]) -> list[dict[str, Any]]:
+def objective_baselines(
+    configs: Mapping[tuple[str, int], ml_collections.ConfigDict], train_rows: int = 0
+) -> list[dict[str, Any]]:
     """What trivial predictors score on each pretraining task's eval batches, per seed (the seed draws the eval
     batches): the unigram, and for span corruption sentinels right with a content unigram. A run not below them
-    has not learned word frequencies."""
+    has not learned word frequencies. ``train_rows`` 0 counts the default (`baselines.TRAIN_ROWS`)."""
     from scaling.data import baselines
 
+    train_rows = train_rows or baselines.TRAIN_ROWS
     rows, done = [], set()
     for (_, seed), config in configs.items():
         key = (config.data.task, seed, config.data.inputs_length, config.data.get("targets_length"))
         key += (config.data.eval_batches, config.micro_batch_size or config.batch_size)
         if key not in done:
             done.add(key)
-            rows += [{**row, "seed": seed} for row in baselines.objective_baselines(config)]
+            rows += [{**row, "seed": seed} for row in baselines.objective_baselines(config, train_rows)]
     return rows
 
 
@@ -511,7 +515,7 @@ def collect(
     for row in downstream:
         del row["seed"]
     ft_config = finetune_config(study, out) if study.finetune.recipe else None
-    csvfile.write(results / "objective_baselines.csv", objective_baselines(configs))
+    csvfile.write(results / "objective_baselines.csv", objective_baselines(configs, study.baseline_train_rows))
     csvfile.write(results / "profile.csv", profiles)
     csvfile.write(results / "baselines.csv", constant_baselines(ft_config) if ft_config else [])
     csvfile.write(results / "downstream.csv", downstream)
