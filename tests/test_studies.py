@@ -108,6 +108,10 @@ def test_bad_study_files_name_the_field():
     with pytest.raises(study.StudyError, match="config.budget=minutes:3: unknown unit"):
         study.pretrain_configs(config)
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
+    config.baseline_train_rows = -1
+    with pytest.raises(study.StudyError, match="config.baseline_train_rows = -1: give 0"):
+        study.pretrain_configs(config)
+    config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.budget = "hours:0.01"  # the same spelling as --config.budget: hours are seconds
     assert {(c.budget.unit, c.budget.amount) for c in study.pretrain_configs(config).values()} == {("seconds", 36)}
 
@@ -235,6 +239,13 @@ def test_runs_must_beat_the_trivial_baselines_of_their_objective():
     )
     assert "clearly below it (95% interval over seeds): nl4 (-0.20)" in findings[0]
     assert "Not clearly below it: base" in findings[0]
+
+
+def test_objective_baselines_count_the_rows_the_study_asks_for():
+    config = load(ROOT / "configs" / "study_scale_efficiently.py", "smoke")
+    configs = dict(list(study.pretrain_configs(config).items())[:1])
+    (first, *_), length = study.objective_baselines(configs, 256), configs[next(iter(configs))].data.targets_length
+    assert 0 < first["train_tokens_counted"] <= 256 * length  # one read batch, not the default whole epoch
 
 
 def test_markdown_table_formats_and_marks_missing():

@@ -161,6 +161,8 @@ def pretrain_configs(study: ml_collections.ConfigDict) -> dict[tuple[str, int], 
         budget_lib.parse(study.budget)
     except UserError as e:
         raise StudyError(f"config.budget={study.budget}: {e}") from None
+    if study.baseline_train_rows < 0:
+        raise StudyError(f"config.baseline_train_rows = {study.baseline_train_rows}: give 0 (the default) or more")
     recipe = configfiles.load(study.recipe, where="config.recipe")
     if CONTROL in study.runs:
         raise StudyError(f"config.runs: {CONTROL!r} is the name of the no-pretraining control; rename that run")
