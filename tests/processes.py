@@ -10,6 +10,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_env(**extra: str) -> dict[str, str]:
-    """The current environment, pinned to CPU and quiet about missing accelerators."""
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **extra}
+def cpu_env(devices: int | None = None, **extra: str) -> dict[str, str]:
+    """The current environment, pinned to CPU and quiet about missing accelerators; `devices` fakes that many CPU
+    devices, added to the XLA flags the suite already sets (tests/conftest.py) rather than replacing them."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **extra}
+    if devices is not None:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return env

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from processes import cpu_env
 
 from scaling.training import checkpoints
 from scaling.training.checkpoints import Checkpointer, CheckpointError
@@ -22,7 +23,7 @@ flax.config.update("flax_always_shard_variable", False)
 
 
 def run_python(code: str, devices: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    env = cpu_env(devices=devices)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
     )

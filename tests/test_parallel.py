@@ -1,6 +1,5 @@
 """Mesh sizes, logical-to-mesh rules (fallbacks, no axis twice), and shardings on 8 faked CPU devices."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -8,6 +7,7 @@ import textwrap
 import pytest
 from jax.sharding import AbstractMesh
 from jax.sharding import PartitionSpec as P
+from processes import cpu_env
 
 from scaling import parallel
 
@@ -16,7 +16,7 @@ MESH_4x1x2 = AbstractMesh((4, 1, 2), parallel.MESH_AXES)
 
 def run_on_8_devices(code: str) -> None:
     """Run ``code`` in a fresh interpreter with 8 faked CPU devices (XLA_FLAGS must precede importing jax)."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    env = cpu_env(devices=8)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
     )

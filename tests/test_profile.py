@@ -1,5 +1,6 @@
 """The throughput profiler: synthetic batches shaped like the real ones, a timed step, rows the analysis reads."""
 
+import re
 from pathlib import Path
 
 import jax
@@ -34,7 +35,8 @@ def test_synthetic_batches_match_the_pipeline(task, shape):
 
 def test_cli_appends_a_row_naming_device_and_versions(tmp_path, capsys):
     out = tmp_path / "profile.csv"
-    argv = ["tiny-nl1-dm32-ff64-nh2-kv16", f"--config={TINY}", "--steps=2", "--warmup=1", f"--out={out}"]
+    argv = ["tiny-nl1-dm32-ff64-nh2-kv16", f"--config={TINY}", "--steps=2", "--warmup=1", "--peak_sizes=128,256"]
+    argv.append(f"--out={out}")
     assert profile_command.main(argv + ["--config.batch_size=8"]) == 0
     assert "steps/s" in capsys.readouterr().out
     table = runs.read_table(out)
@@ -47,9 +49,12 @@ def test_cli_appends_a_row_naming_device_and_versions(tmp_path, capsys):
     assert row.jax == jax.__version__ and row.recipe == TINY
     # a CPU has no published peak: MFU is against the best matmul measured here, by the library it names
     assert row.peak_source.startswith("measured: ") and "float32" in row.peak_source
+    assert re.search(r" (128|256)² ", row.peak_source)  # the sizes asked for
     assert row.mfu == pytest.approx(row.achieved_flops_per_second / row.peak_flops_per_second)
     assert profile_command.main(["not-a-shape", f"--out={out}"]) == 2
     assert capsys.readouterr().err.startswith("error: 'not-a-shape'")
+    assert profile_command.main(["tiny", "--peak_sizes=1024,x", f"--out={out}"]) == 2
+    assert "--peak_sizes: '1024,x': use positive comma-separated sizes" in capsys.readouterr().err
 
 
 def test_appending_to_a_foreign_csv_is_refused(tmp_path):

@@ -4,9 +4,9 @@ Each command of an indented block in README.md is matched to exactly one rule be
 no rule fails `test_every_readme_command_has_a_rule`. A rule runs the command in a subprocess exactly as printed,
 with only these changes: `/tmp/` becomes a test directory (runs must not collide), inputs that exist only off
 this machine are stood in for (a tiny Hugging Face checkpoint made here for `/path/to/…`), and where the real
-thing is long a budget override or `--dry-run`/`--dry_run` is appended — the parser takes the last value, so the
-command as written is still what is parsed. Rules that depend on each other (train → finetune → compress) run
-in order within one test.
+thing is long a budget override, a smaller measurement (`--peak_sizes`) or `--dry-run`/`--dry_run` is appended —
+the parser takes the last value, so the command as written is still what is parsed. Rules that depend on each
+other (train → finetune → compress) run in order within one test.
 """
 
 import dataclasses
@@ -83,7 +83,7 @@ RULES = (
         says="compression.csv",
     ),
     Rule(r"scaling.sweep ", "sweep", ("--config.budget=steps:2",), says="results.csv"),
-    Rule(r"scaling.profile ", "profile", ("--steps=1", "--warmup=0"), says="steps/s"),
+    Rule(r"scaling.profile ", "profile", ("--steps=1", "--warmup=0", "--peak_sizes=256"), says="steps/s"),
     Rule(r"scaling.analysis.figures", "quick", ("--out=/tmp/figures",)),
     Rule(r"scaling.study ", "quick", ("--dry_run",), says="pretrain "),
     Rule(r"scaling.plan --budget=flops:1e19 --base=small .*--plot=", "quick", says="best: small-nl8-dm1k-ff4k"),

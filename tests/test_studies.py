@@ -112,6 +112,12 @@ def test_bad_study_files_name_the_field():
     with pytest.raises(study.StudyError, match="config.baseline_train_rows = -1: give 0"):
         study.pretrain_configs(config)
     config = load(ROOT / "configs" / "study_cramming.py", "smoke")
+    config.profile.peak_sizes = "1024,0"
+    with pytest.raises(study.StudyError, match="config.profile.peak_sizes = '1024,0': use positive"):
+        study.pretrain_configs(config)
+    config.profile.peak_sizes = " 512, 1024 "
+    assert study.peak_sizes(config) == (512, 1024)
+    config = load(ROOT / "configs" / "study_cramming.py", "smoke")
     config.budget = "hours:0.01"  # the same spelling as --config.budget: hours are seconds
     assert {(c.budget.unit, c.budget.amount) for c in study.pretrain_configs(config).values()} == {("seconds", 36)}
 
@@ -141,7 +147,9 @@ def test_smoke_study_runs_every_stage_and_resumes(path, tmp_path):
     baselines = pd.read_csv(results / "baselines.csv")
     assert set(baselines["task"]) == set(config.finetune.tasks.split(",")) and "accuracy" in set(baselines["metric"])
     if config.profile.steps:
-        assert set(pd.read_csv(results / "profile.csv")["run"]) == set(runs["run"])
+        profiles = pd.read_csv(results / "profile.csv")
+        assert set(profiles["run"]) == set(runs["run"])
+        assert profiles["peak_source"].str.contains("|".join(f" {n}² " for n in study.peak_sizes(config))).all()
     if config.compress.enabled:
         compression = pd.read_csv(results / "compression.csv")
         assert set(compression["model"]) == set(runs["run"])

@@ -55,7 +55,7 @@ def _host_worker(process_id: int, port: int, workdir: str) -> None:
 
 
 def test_losses_do_not_depend_on_the_mesh(tmp_path):
-    env = cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = cpu_env(devices=8)
     proc = subprocess.run(
         [sys.executable, __file__, "mesh", str(tmp_path)],
         env=env,

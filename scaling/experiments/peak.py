@@ -92,11 +92,11 @@ def measured_peak(dtype: jnp.dtype = jnp.float32, sizes: Sequence[int] = SIZES, 
     return best
 
 
-def device_peak(dtype: jnp.dtype = jnp.float32, measured: Peak | None = None) -> Peak:
+def device_peak(dtype: jnp.dtype = jnp.float32, measured: Peak | None = None, sizes: Sequence[int] = SIZES) -> Peak:
     """One device's limit: its published peak where :func:`metrics.peak_flops` knows the device, else (CPUs)
-    `measured`, or the :func:`measured_peak` of this machine in `dtype` when none is given."""
+    `measured`, or the :func:`measured_peak` of this machine in `dtype` over `sizes` when none is given."""
     device = jax.devices()[0]
     published = metrics.peak_flops(device.device_kind)
     if published:
         return Peak(published, f"published: {device.device_kind} dense bf16")
-    return measured or measured_peak(dtype)
+    return measured or measured_peak(dtype, sizes)

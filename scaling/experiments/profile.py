@@ -160,9 +160,9 @@ def chained_seconds(fn: Callable[[Any], Any], state: Any, *, steps: int, warmup:
 
 
 @functools.cache
-def _device_peak(dtype: str) -> peak.Peak:
-    """Measured once per process and dtype: a sweep's rows share one limit, and a CPU's takes seconds to measure."""
-    return peak.device_peak(jax.numpy.dtype(dtype))
+def _device_peak(dtype: str, sizes: tuple[int, ...]) -> peak.Peak:
+    """Measured once per process, dtype and sizes: a sweep's rows share one limit, and a CPU's takes seconds."""
+    return peak.device_peak(jax.numpy.dtype(dtype), sizes=sizes)
 
 
 def profile(
@@ -172,9 +172,11 @@ def profile(
     warmup: int = 2,
     recipe: str = "",
     limit: peak.Peak | None = None,
+    peak_sizes: Sequence[int] = peak.SIZES,
 ) -> dict[str, Any]:
     """Compiles and times ``config``'s train step; returns one row of :data:`COLUMNS`, whose MFU is against
-    `limit` (default: :func:`peak.device_peak`, measured once per process on a CPU)."""
+    `limit` (default: :func:`peak.device_peak`, measured once per process on a CPU with `peak_sizes` square
+    matmuls)."""
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps={steps} --warmup={warmup}: use steps >= 1 and warmup >= 0")
     run = trainer.build_run(config)
@@ -191,7 +193,7 @@ def profile(
     per_step = float(np.mean(times))
     flops = run.flops_per_example * config.batch_size
     device = jax.devices()[0]
-    limit = limit or _device_peak(np.dtype(run.dtype).name)
+    limit = limit or _device_peak(np.dtype(run.dtype).name, tuple(peak_sizes))
     memory = [_compiled_bytes(e) for e in compiled.executables]
     software = metrics.software_versions()
     return {

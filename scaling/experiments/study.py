@@ -99,7 +99,8 @@ def default_config() -> ml_collections.ConfigDict:
             "reference": "",  # the run findings compare against, whose shape the no-pretraining control uses
             "controls": {"no_pretraining": False},
             "baseline_train_rows": 0,  # rows the objective baselines count; 0: baselines.TRAIN_ROWS
-            "profile": {"steps": 0, "warmup": 2},  # steps 0: no profile stage
+            # steps 0: no profile stage; peak_sizes: the square matmuls that measure a CPU's limit ("": the default)
+            "profile": {"steps": 0, "warmup": 2, "peak_sizes": ""},
             "finetune": {"recipe": "", "tasks": "", "overrides": {}},  # recipe "": no finetuning
             "compress": {
                 "enabled": False,
@@ -149,6 +150,20 @@ def reference(study: ml_collections.ConfigDict) -> str:
     return study.reference or names[0]
 
 
+def peak_sizes(study: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """The profile stage's matmul sizes for a CPU's limit (:func:`scaling.experiments.peak.measured_peak`)."""
+    from scaling.experiments import peak
+
+    text = str(study.profile.peak_sizes)
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        sizes = ()
+    if text.strip() and (not sizes or min(sizes) < 1):
+        raise StudyError(f"config.profile.peak_sizes = {text!r}: use positive comma-separated sizes, e.g. '1024,2048'")
+    return sizes or peak.SIZES
+
+
 def pretrain_configs(study: ml_collections.ConfigDict) -> dict[tuple[str, int], ml_collections.ConfigDict]:
     """Each (run, seed)'s full training config: the recipe, ``common``, the run's overrides, the shared budget,
     the seed."""
@@ -163,6 +178,7 @@ def pretrain_configs(study: ml_collections.ConfigDict) -> dict[tuple[str, int], 
         raise StudyError(f"config.budget={study.budget}: {e}") from None
     if study.baseline_train_rows < 0:
         raise StudyError(f"config.baseline_train_rows = {study.baseline_train_rows}: give 0 (the default) or more")
+    peak_sizes(study)
     recipe = configfiles.load(study.recipe, where="config.recipe")
     if CONTROL in study.runs:
         raise StudyError(f"config.runs: {CONTROL!r} is the name of the no-pretraining control; rename that run")
@@ -372,7 +388,11 @@ def run_study(
                         path,
                         [
                             profile.profile(
-                                config, steps=study.profile.steps, warmup=study.profile.warmup, recipe=study.recipe
+                                config,
+                                steps=study.profile.steps,
+                                warmup=study.profile.warmup,
+                                recipe=study.recipe,
+                                peak_sizes=peak_sizes(study),
                             )
                         ],
                     ),
