@@ -8,21 +8,10 @@ Without --config a T5 shape gets *Scale Efficiently*'s recipe and a BERT shape C
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from scaling import cli
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: use positive comma-separated sizes, e.g. 1024,2048")
-    return sizes
 
 
 def _profile(argv: list[str]) -> int:
@@ -37,14 +26,17 @@ def _profile(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default %(default)s)")
     parser.add_argument(
         "--peak_sizes",
-        type=_sizes,
-        default=None,
+        default="",
         help="square matmul sizes that measure a CPU's limit for MFU, e.g. 1024,2048 (default: 1024,2048,3072)",
     )
     parser.add_argument("--out", default="profile.csv", help="CSV the rows are appended to (default %(default)s)")
     args = parser.parse_args(argv)
-    from scaling.experiments import configfiles, profile
+    from scaling.experiments import configfiles, peak, profile
 
+    try:
+        peak_sizes = peak.parse_sizes(args.peak_sizes)
+    except ValueError as e:
+        parser.error(f"argument --peak_sizes: {args.peak_sizes!r}: {e}")
     rows = []
     try:
         for name in args.names:
@@ -56,7 +48,7 @@ def _profile(argv: list[str]) -> int:
                 steps=args.steps,
                 warmup=args.warmup,
                 recipe=args.config or "paper",
-                **({"peak_sizes": args.peak_sizes} if args.peak_sizes else {}),
+                peak_sizes=peak_sizes,
             )
             rows.append(row)
             print(profile.describe(row), flush=True)

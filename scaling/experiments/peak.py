@@ -92,6 +92,17 @@ def measured_peak(dtype: jnp.dtype = jnp.float32, sizes: Sequence[int] = SIZES, 
     return best
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"1024,2048"`` → ``(1024, 2048)``; ``""`` → :data:`SIZES`. A ValueError says the expected form."""
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        sizes = ()
+    if text.strip() and (not sizes or min(sizes) < 1):
+        raise ValueError("use positive comma-separated sizes, e.g. 1024,2048")
+    return sizes or SIZES
+
+
 def device_peak(dtype: jnp.dtype = jnp.float32, measured: Peak | None = None, sizes: Sequence[int] = SIZES) -> Peak:
     """One device's limit: its published peak where :func:`metrics.peak_flops` knows the device, else (CPUs)
     `measured`, or the :func:`measured_peak` of this machine in `dtype` over `sizes` when none is given."""

@@ -154,14 +154,10 @@ def peak_sizes(study: ml_collections.ConfigDict) -> tuple[int, ...]:
     """The profile stage's matmul sizes for a CPU's limit (:func:`scaling.experiments.peak.measured_peak`)."""
     from scaling.experiments import peak
 
-    text = str(study.profile.peak_sizes)
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        sizes = ()
-    if text.strip() and (not sizes or min(sizes) < 1):
-        raise StudyError(f"config.profile.peak_sizes = {text!r}: use positive comma-separated sizes, e.g. '1024,2048'")
-    return sizes or peak.SIZES
+        return peak.parse_sizes(str(study.profile.peak_sizes))
+    except ValueError as e:
+        raise StudyError(f"config.profile.peak_sizes = {study.profile.peak_sizes!r}: {e}") from None
 
 
 def pretrain_configs(study: ml_collections.ConfigDict) -> dict[tuple[str, int], ml_collections.ConfigDict]:
